@@ -1,0 +1,94 @@
+"""Rules every backend applies to an append, kept in one place so both behave the same.
+
+``check_batch`` refuses a malformed append before any I/O. ``resolve_duplicates`` decides what
+an append whose event ids were stored before means: the same events again (an idempotent retry,
+answered with the first result) or a different event reusing an id (an error).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+import orjson
+
+from events.catalog import Catalog
+from events.envelope import MAX_EVENT_BYTES, NewEvent, check_stream_name
+from events.errors import DuplicateEventId, EventSchemaError, EventTooLarge, EventValidationError
+from events.store import ANY, AppendResult
+
+
+@dataclass(frozen=True, slots=True)
+class StoredIdentity:
+    """What the store holds for an event id, enough to tell a retry from a conflict."""
+
+    stream: str
+    version: int
+    position: int
+    type: str
+    data_json: str
+    subject: str
+
+
+def check_batch(
+    stream: str, events: Sequence[NewEvent], expected_version: int, catalog: Catalog
+) -> None:
+    """Refuse a malformed append: bad stream name or version, unknown type, invalid or huge data."""
+    check_stream_name(stream)
+    if not events:
+        raise EventValidationError("an append needs at least one event")
+    if not isinstance(expected_version, int) or expected_version < ANY:
+        raise EventValidationError(f"invalid expected version {expected_version!r}")
+    seen: set[UUID] = set()
+    for event in events:
+        if not isinstance(event, NewEvent):
+            raise EventValidationError(
+                f"append takes NewEvent objects (see events.envelope.new_event), got {event!r:.80}"
+            )
+        if event.id in seen:
+            raise DuplicateEventId(event.id, "appears twice in one append")
+        seen.add(event.id)
+        if event.size() > MAX_EVENT_BYTES:
+            raise EventTooLarge(event.type, event.size(), MAX_EVENT_BYTES)
+        # new_event() validated the payload already; a NewEvent made by hand has not been, and
+        # the stored bytes must always read back as the model, so check exactly those bytes.
+        try:
+            data = orjson.loads(event.data_json)
+        except orjson.JSONDecodeError as exc:
+            raise EventSchemaError(event.type, f"data is not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise EventSchemaError(event.type, "data must be a JSON object")
+        catalog.load(event.type, event.schema_version, data)
+
+
+def resolve_duplicates(
+    stream: str, events: Sequence[NewEvent], stored: Mapping[UUID, StoredIdentity]
+) -> AppendResult:
+    """The first append's result when ``events`` repeat it exactly; otherwise DuplicateEventId."""
+    for event in events:
+        found = stored.get(event.id)
+        if found is None:
+            raise DuplicateEventId(
+                next(iter(stored)), "was stored before, but this append also has new events"
+            )
+        same = (
+            found.stream == stream
+            and found.type == event.type
+            and found.data_json == event.data_json
+            and found.subject == event.subject
+        )
+        if not same:
+            raise DuplicateEventId(event.id, f"is stored in {found.stream} with different content")
+    rows = [stored[e.id] for e in events]
+    versions = [r.version for r in rows]
+    if versions != list(range(versions[0], versions[0] + len(versions))):
+        raise DuplicateEventId(events[0].id, "was stored in a different order or batch")
+    return AppendResult(
+        stream=stream,
+        first_version=rows[0].version,
+        last_version=rows[-1].version,
+        first_position=rows[0].position,
+        last_position=rows[-1].position,
+        duplicate=True,
+    )

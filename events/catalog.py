@@ -1,0 +1,223 @@
+"""The execution event catalog: a pydantic model per event type, with versions and upcasters.
+
+Every payload that reaches the store was validated here, and every payload read back goes through
+``Catalog.load``: stored data written under an older schema version is upcast, step by step, to the
+current model before it is validated, so readers only ever see the current shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from events.errors import EventSchemaError, UnknownEventType
+
+TYPE_PREFIX = "MagicToolbox.Execution."
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class EventPayload(BaseModel):
+    """Base of every event payload: ``name`` is the short name, ``schema_version`` the current."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: ClassVar[str]
+    schema_version: ClassVar[int] = 1
+
+    @classmethod
+    def event_type(cls) -> str:
+        return TYPE_PREFIX + cls.name
+
+
+class BlobRef(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    container: Literal["uploads", "processed", "temp"]
+    name: str = Field(min_length=1, max_length=1024)
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    content_type: str = Field(min_length=1, max_length=255)
+
+
+class DeclaredInput(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    filename: str = Field(min_length=1, max_length=255)
+    size: int = Field(ge=0)
+    content_type: str = Field(min_length=1, max_length=255)
+
+
+class Submitted(EventPayload):
+    name: ClassVar[str] = "Submitted"
+
+    execution_id: UUID
+    tool: str = Field(min_length=1, max_length=100)
+    category: str = Field(min_length=1, max_length=50)
+    tool_version: str = Field(min_length=1, max_length=50)
+    mode: Literal["sync", "async"]
+    params: dict[str, Any] = Field(default_factory=dict)
+    owner: str = Field(min_length=1, max_length=150)
+    input: DeclaredInput | None = None
+    replay_of: UUID | None = None
+
+
+class Uploaded(EventPayload):
+    name: ClassVar[str] = "Uploaded"
+
+    blob: BlobRef
+
+
+class Processing(EventPayload):
+    name: ClassVar[str] = "Processing"
+
+    attempt: int = Field(ge=1)
+    worker_id: str = Field(min_length=1, max_length=200)
+    deadline: datetime
+
+
+class Progress(EventPayload):
+    """v1 reported ``fraction`` (0..1); v2 reports ``percent`` (0..100) and a message."""
+
+    name: ClassVar[str] = "Progress"
+    schema_version: ClassVar[int] = 2
+
+    percent: float = Field(ge=0, le=100)
+    message: str = Field(default="", max_length=500)
+
+
+class Completed(EventPayload):
+    name: ClassVar[str] = "Completed"
+
+    output: BlobRef | None = None
+    result: str | None = Field(default=None, max_length=64 * 1024)
+    duration_ms: int = Field(ge=0)
+
+
+class Failed(EventPayload):
+    """v1 carried a free-text ``error``; v2 splits it into a stable ``code`` and a ``message``."""
+
+    name: ClassVar[str] = "Failed"
+    schema_version: ClassVar[int] = 2
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    message: str = Field(max_length=2000)
+    retryable: bool
+    attempt: int = Field(ge=0)
+
+
+class Cancelled(EventPayload):
+    name: ClassVar[str] = "Cancelled"
+
+    reason: str = Field(default="", max_length=500)
+
+
+class Retried(EventPayload):
+    name: ClassVar[str] = "Retried"
+
+    next_attempt: int = Field(ge=2)
+
+
+class Expired(EventPayload):
+    name: ClassVar[str] = "Expired"
+
+    blobs_removed: list[BlobRef] = Field(default_factory=list)
+
+
+class Catalog:
+    """Event types by their CloudEvents ``type``, plus the upcasters between schema versions."""
+
+    def __init__(self, models: list[type[EventPayload]]) -> None:
+        self._models: dict[str, type[EventPayload]] = {m.event_type(): m for m in models}
+        self._upcasters: dict[tuple[str, int], Upcaster] = {}
+
+    @property
+    def types(self) -> Mapping[str, type[EventPayload]]:
+        return self._models
+
+    def model(self, event_type: str) -> type[EventPayload]:
+        try:
+            return self._models[event_type]
+        except KeyError:
+            raise UnknownEventType(event_type) from None
+
+    def upcaster(self, event_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
+        """Register a function that turns a ``from_version`` payload into the next version."""
+
+        def register(fn: Upcaster) -> Upcaster:
+            self._upcasters[(event_type, from_version)] = fn
+            return fn
+
+        return register
+
+    def upcast(self, event_type: str, schema_version: int, data: dict[str, Any]) -> dict[str, Any]:
+        model = self.model(event_type)
+        version = schema_version
+        while version < model.schema_version:
+            step = self._upcasters.get((event_type, version))
+            if step is None:
+                raise EventSchemaError(event_type, f"no upcaster from schema version {version}")
+            data = step(data)
+            version += 1
+        if version > model.schema_version:
+            raise EventSchemaError(event_type, f"schema version {version} is newer than this code")
+        return data
+
+    def validate(self, event_type: str, data: Mapping[str, Any] | EventPayload) -> EventPayload:
+        """The current model for ``data`` (a dict in the current schema, or a model to re-check)."""
+        model = self.model(event_type)
+        if isinstance(data, EventPayload):
+            if type(data) is not model:
+                raise EventSchemaError(event_type, f"payload is a {type(data).__name__}")
+            data = data.model_dump(mode="json")
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise EventSchemaError(event_type, _summary(exc)) from None
+
+    def load(self, event_type: str, schema_version: int, data: dict[str, Any]) -> EventPayload:
+        """Read stored data of any known schema version as the current model."""
+        return self.validate(event_type, self.upcast(event_type, schema_version, data))
+
+
+def _summary(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "payload"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+EXECUTION_EVENTS: list[type[EventPayload]] = [
+    Submitted,
+    Uploaded,
+    Processing,
+    Progress,
+    Completed,
+    Failed,
+    Cancelled,
+    Retried,
+    Expired,
+]
+
+catalog = Catalog(EXECUTION_EVENTS)
+
+
+@catalog.upcaster(Progress.event_type(), 1)
+def _progress_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    data = dict(data)
+    data["percent"] = round(float(data.pop("fraction")) * 100, 4)
+    data.setdefault("message", "")
+    return data
+
+
+@catalog.upcaster(Failed.event_type(), 1)
+def _failed_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    data = dict(data)
+    data["message"] = data.pop("error")
+    data.setdefault("code", "unknown_error")
+    return data

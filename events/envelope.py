@@ -1,0 +1,212 @@
+"""The CloudEvents envelope: events on the way in (``NewEvent``) and as stored (``RecordedEvent``).
+
+``new_event`` builds a ``NewEvent`` only from a payload the catalog accepts. Its JSON text is fixed
+at creation: the store keeps those exact bytes and hashes them, which is what lets ``verify``
+recompute every link of a stream's hash chain from the stored columns alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import orjson
+
+from events.catalog import Catalog, EventPayload, catalog as execution_catalog
+from events.errors import EventTooLarge, InvalidStreamName
+
+SPEC_VERSION = "1.0"
+DEFAULT_SOURCE = "/magictoolbox/local"
+# Event Grid refuses events over 1 MB; refusing them here keeps every stored event publishable.
+MAX_EVENT_BYTES = 1024 * 1024
+GENESIS_HASH = bytes(32)
+EXTENSIONS = ("traceparent", "correlationid", "causationid")
+
+_STREAM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,199}$")
+_EXTENSION_RE = re.compile(r"^[a-z0-9]{1,20}$")
+
+
+def check_stream_name(stream: str) -> str:
+    if not isinstance(stream, str) or not _STREAM_RE.match(stream):
+        raise InvalidStreamName(
+            f"stream name {stream!r} must be 1-200 characters of letters, digits and _.:/-"
+        )
+    return stream
+
+
+def execution_stream(execution_id: UUID) -> str:
+    return f"execution-{execution_id}"
+
+
+def execution_subject(category: str, tool: str, execution_id: UUID) -> str:
+    return f"/tools/{category}/{tool}/executions/{execution_id}"
+
+
+def canonical_json(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event ready to append. Build it with ``new_event`` so its payload is validated."""
+
+    type: str
+    data_json: str
+    schema_version: int
+    id: UUID
+    source: str
+    subject: str
+    metadata: Mapping[str, str]
+    time: datetime
+
+    @property
+    def metadata_json(self) -> str:
+        return canonical_json(dict(self.metadata))
+
+    def size(self) -> int:
+        """The size of this event as a CloudEvent JSON document, as Event Grid would count it."""
+        fixed = 120  # keys, quotes and the specversion/datacontenttype fields
+        return (
+            fixed
+            + len(self.data_json.encode())
+            + len(self.type)
+            + len(self.source)
+            + len(self.subject)
+            + len(self.metadata_json.encode())
+            + 36
+            + 32
+        )
+
+    def digest(self, stream: str, version: int) -> bytes:
+        return content_digest(
+            self.id,
+            stream,
+            version,
+            self.type,
+            self.schema_version,
+            self.time,
+            self.data_json,
+            self.source,
+            self.subject,
+            self.metadata_json,
+        )
+
+
+def new_event(
+    payload: EventPayload,
+    *,
+    subject: str = "",
+    source: str = DEFAULT_SOURCE,
+    event_id: UUID | None = None,
+    metadata: Mapping[str, str] | None = None,
+    time: datetime | None = None,
+    catalog: Catalog = execution_catalog,
+) -> NewEvent:
+    """Validate ``payload`` against the catalog and wrap it for appending."""
+    event_type = type(payload).event_type()
+    model = catalog.validate(event_type, payload)
+    ext = dict(metadata or {})
+    for key, value in ext.items():
+        if not _EXTENSION_RE.match(key) or not isinstance(value, str):
+            raise InvalidStreamName(f"CloudEvents extension {key!r} must be lowercase alphanumeric")
+    event = NewEvent(
+        type=event_type,
+        data_json=model.model_dump_json(),
+        schema_version=type(model).schema_version,
+        id=event_id or uuid4(),
+        source=source,
+        subject=subject,
+        metadata=ext,
+        time=(time or datetime.now(UTC)).astimezone(UTC),
+    )
+    if event.size() > MAX_EVENT_BYTES:
+        raise EventTooLarge(event_type, event.size(), MAX_EVENT_BYTES)
+    return event
+
+
+def new_event_from_dict(
+    event_type: str,
+    data: Mapping[str, Any],
+    *,
+    catalog: Catalog = execution_catalog,
+    **kwargs: Any,
+) -> NewEvent:
+    """Like ``new_event`` for a payload that arrives as a plain mapping (an API body, a CLI)."""
+    return new_event(catalog.validate(event_type, data), catalog=catalog, **kwargs)
+
+
+def content_digest(
+    event_id: UUID,
+    stream: str,
+    version: int,
+    event_type: str,
+    schema_version: int,
+    time: datetime,
+    data_json: str,
+    source: str,
+    subject: str,
+    metadata_json: str,
+) -> bytes:
+    """sha256 of an event's canonical form: every stored field but its global position and hash."""
+    parts = (
+        str(event_id),
+        stream,
+        str(version),
+        event_type,
+        str(schema_version),
+        time.astimezone(UTC).isoformat(timespec="microseconds"),
+        source,
+        subject,
+        metadata_json,
+        data_json,
+    )
+    return hashlib.sha256("\x1f".join(parts).encode()).digest()
+
+
+def chain(previous_hash: bytes, digest: bytes) -> bytes:
+    return hashlib.sha256(previous_hash + digest).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """An event as the store keeps it, with its stream version and global position."""
+
+    position: int
+    stream: str
+    version: int
+    id: UUID
+    type: str
+    schema_version: int
+    time: datetime
+    data: dict[str, Any]
+    source: str
+    subject: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    hash: bytes = b""
+
+    def payload(self, catalog: Catalog = execution_catalog) -> EventPayload:
+        """The payload as the current model, upcast from the schema version it was stored with."""
+        return catalog.load(self.type, self.schema_version, self.data)
+
+    def to_cloudevent(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "specversion": SPEC_VERSION,
+            "id": str(self.id),
+            "source": self.source,
+            "type": self.type,
+            "time": self.time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "datacontenttype": "application/json",
+            "data": self.data,
+            "streamversion": self.version,
+            "streamposition": self.position,
+            "dataschemaversion": self.schema_version,
+        }
+        if self.subject:
+            doc["subject"] = self.subject
+        doc.update(self.metadata)
+        return doc

@@ -1,0 +1,367 @@
+"""The event store on PostgreSQL (psycopg 3): the backend for multi-process and Azure deployments.
+
+An append is one INSERT (sql/append-event.sql, or append-batch.sql) and its commit; the statement
+extends the stream's hash chain from the stored previous hash and refuses a stream that is not at
+the expected version. The global feed is read below the oldest running transaction id, which with
+the way positions are taken (sql/take-positions.sql) means a tailing reader never skips an event
+that commits late. ``wait_for`` listens on a channel that a notifier thread signals after commits,
+outside the writing transactions (a NOTIFY inside them would serialise every commit).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from importlib import resources
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from uuid import UUID
+
+import orjson
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.types.json import set_json_loads
+from psycopg_pool import ConnectionPool
+
+from events.appending import StoredIdentity, check_batch, resolve_duplicates
+from events.audit import verify_rows
+from events.catalog import Catalog, catalog as execution_catalog
+from events.envelope import NewEvent, RecordedEvent
+from events.errors import EventStoreError, WrongExpectedVersion
+from events.store import ANY, NO_STREAM, AppendResult, VerifyReport
+
+SQL_FILES = ("events-table.sql", "immutable-events.sql", "take-positions.sql")
+_SQL = {
+    name: resources.files("events.sql").joinpath(name).read_text()
+    for name in (*SQL_FILES, "append-event.sql", "append-batch.sql")
+}
+COLUMNS = (
+    "position, stream, version, event_id, type, schema_version, time, data, source, subject, "
+    "metadata, hash"
+)
+# Rows with an older transaction than every running one are final: nothing can commit before them.
+HORIZON = "tx < (SELECT pg_snapshot_xmin(pg_current_snapshot()))"
+_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _json_loads(data: bytes | str) -> object:
+    return orjson.loads(data)
+
+
+def _event_row(cursor: psycopg.Cursor) -> object:
+    return lambda values: RecordedEvent(*values)
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """(libpq URL, schema): our ``schema`` query parameter is taken out of the URL."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((v for k, v in query if k == "schema"), "public")
+    rest = urlencode([(k, v) for k, v in query if k != "schema"])
+    if not _SCHEMA_RE.match(schema):
+        raise ValueError(f"invalid schema name {schema!r}")
+    return urlunsplit(parts._replace(query=rest)), schema
+
+
+class PostgresEventStore:
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        pool_size: int = 8,
+        poll_interval: float = 0.25,
+        catalog: Catalog = execution_catalog,
+    ) -> None:
+        self.catalog = catalog
+        self.url, url_schema = split_url(url)
+        self.schema = schema or url_schema
+        self.channel = f"mt_events_{self.schema}"[:63]
+        self._kwargs = {"options": f"-c search_path={self.schema}"}
+        self._pool = ConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs=self._kwargs,
+            configure=self._configure,
+            open=True,
+            name=f"eventstore-{self.schema}",
+        )
+        self._poll_interval = poll_interval
+        self._closed = threading.Event()
+        self._notify_pending = threading.Event()
+        self._notifier: threading.Thread | None = None
+        self._listener: threading.Thread | None = None
+        self._threads_lock = threading.Lock()
+        self._appended = threading.Condition()
+        self._generation = 0
+
+    @staticmethod
+    def _configure(conn: psycopg.Connection) -> None:
+        set_json_loads(_json_loads, conn)
+
+    def setup(self) -> None:
+        with psycopg.connect(self.url, autocommit=True, **self._kwargs) as conn:
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            # One setup at a time: CREATE OR REPLACE races with itself on the catalog.
+            conn.execute("SELECT pg_advisory_lock(7305512648190264)")
+            try:
+                for name in SQL_FILES:
+                    conn.execute(_SQL[name])
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(7305512648190264)")
+
+    def close(self) -> None:
+        self._closed.set()
+        self._notify_pending.set()
+        for thread in (self._notifier, self._listener):
+            if thread is not None:
+                thread.join(timeout=5)
+        self._pool.close()
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def append(
+        self, stream: str, events: Sequence[NewEvent], expected_version: int = ANY
+    ) -> AppendResult:
+        check_batch(stream, events, expected_version, self.catalog)
+        if expected_version != ANY:
+            return self._append(stream, events, expected_version)
+        # "Any" version: aim at the current head; if another writer moves it first, aim again.
+        for _ in range(100):
+            try:
+                return self._append(stream, events, self.stream_version(stream))
+            except WrongExpectedVersion:
+                continue
+        raise EventStoreError(f"stream {stream!r} kept moving; gave up appending at any version")
+
+    def _append(
+        self, stream: str, events: Sequence[NewEvent], expected_version: int
+    ) -> AppendResult:
+        first = expected_version + 1
+        if len(events) == 1:
+            e = events[0]
+            sql = _SQL["append-event.sql"]
+            params: dict[str, object] = {
+                "stream": stream,
+                "version": first,
+                "id": e.id,
+                "type": e.type,
+                "schema_version": e.schema_version,
+                "time": e.time,
+                "data": e.data_json,
+                "source": e.source,
+                "subject": e.subject,
+                "metadata": e.metadata_json,
+                "digest": e.digest(stream, first),
+            }
+        else:
+            sql = _SQL["append-batch.sql"]
+            params = {
+                "stream": stream,
+                "version": first,
+                "ids": [e.id for e in events],
+                "types": [e.type for e in events],
+                "schema_versions": [e.schema_version for e in events],
+                "times": [e.time for e in events],
+                "data": [e.data_json for e in events],
+                "sources": [e.source for e in events],
+                "subjects": [e.subject for e in events],
+                "metadata": [e.metadata_json for e in events],
+                "digests": [e.digest(stream, first + i) for i, e in enumerate(events)],
+            }
+        with self._pool.connection() as conn:
+            try:
+                positions = self._write(conn, sql, params)
+            except psycopg.Error as exc:
+                conn.rollback()
+                # Release the position lock in case the error struck while it was held.
+                conn.execute("SELECT pg_advisory_unlock_all()")
+                conn.commit()
+                if not isinstance(exc, pg_errors.UniqueViolation):
+                    raise
+                positions = []
+        if not positions:
+            # Either the stream is not at the expected version, or these events are a retry of
+            # an append that was stored already (perhaps by a concurrent writer).
+            stored = self._stored_identities(events)
+            if stored:
+                return resolve_duplicates(stream, events, stored)
+            raise WrongExpectedVersion(stream, expected_version, self.stream_version(stream))
+        self._signal_appended()
+        return AppendResult(
+            stream=stream,
+            first_version=first,
+            last_version=first + len(events) - 1,
+            first_position=positions[0][0],
+            last_position=positions[-1][0],
+        )
+
+    def _write(self, conn: psycopg.Connection, sql: str, params: dict[str, object]) -> list:
+        """Insert and commit; the one seam where tests inject slow or failing transactions."""
+        positions = conn.execute(sql, params).fetchall()
+        conn.commit()
+        return positions
+
+    def _stored_identities(self, events: Sequence[NewEvent]) -> dict[UUID, StoredIdentity]:
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT event_id, stream, version, position, type, data::text, subject "
+                "FROM events WHERE event_id = ANY(%s)",
+                ([e.id for e in events],),
+            ).fetchall()
+        return {r[0]: StoredIdentity(*r[1:]) for r in rows}
+
+    def _signal_appended(self) -> None:
+        with self._appended:
+            self._generation += 1
+            self._appended.notify_all()
+        self._ensure_threads()
+        self._notify_pending.set()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def read_stream(self, stream: str, from_version: int = 0) -> list[RecordedEvent]:
+        with self._pool.connection() as conn:
+            cur = conn.cursor(binary=True, row_factory=_event_row)
+            cur.execute(
+                f"SELECT {COLUMNS} FROM events WHERE stream = %s AND version >= %s "
+                "ORDER BY version",
+                (stream, from_version),
+            )
+            return cur.fetchall()
+
+    def read_all(
+        self,
+        after_position: int = 0,
+        limit: int = 1000,
+        types: Sequence[str] | None = None,
+        stream_prefix: str | None = None,
+    ) -> list[RecordedEvent]:
+        where = ["position > %s", HORIZON]
+        params: list[object] = [after_position]
+        if types:
+            where.append("type = ANY(%s)")
+            params.append(list(types))
+        if stream_prefix:
+            where.append("starts_with(stream, %s)")
+            params.append(stream_prefix)
+        params.append(limit)
+        with self._pool.connection() as conn:
+            cur = conn.cursor(binary=True, row_factory=_event_row)
+            cur.execute(
+                f"SELECT {COLUMNS} FROM events WHERE {' AND '.join(where)} "
+                "ORDER BY position LIMIT %s",
+                params,
+            )
+            return cur.fetchall()
+
+    def head_position(self) -> int:
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                f"SELECT position FROM events WHERE {HORIZON} ORDER BY position DESC LIMIT 1"
+            ).fetchone()
+        return row[0] if row else 0
+
+    def stream_version(self, stream: str) -> int:
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT max(version) FROM events WHERE stream = %s", (stream,)
+            ).fetchone()
+        return NO_STREAM if row[0] is None else row[0]
+
+    def streams(self, prefix: str | None = None) -> Iterator[str]:
+        sql = "SELECT stream FROM events WHERE version = 0"
+        params: tuple = ()
+        if prefix:
+            sql += " AND starts_with(stream, %s)"
+            params = (prefix,)
+        with self._pool.connection() as conn:
+            names = [r[0] for r in conn.execute(sql + " ORDER BY position", params)]
+        yield from names
+
+    def wait_for(self, after_position: int, timeout: float) -> bool:
+        self._ensure_threads()
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._appended:
+                generation = self._generation
+            if self.head_position() > after_position:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            # A notification wakes us at once; the poll interval covers an older transaction that
+            # held the horizon back and then rolled back (a rollback notifies nobody).
+            with self._appended:
+                if self._generation == generation:
+                    self._appended.wait(min(remaining, self._poll_interval))
+
+    # -- notification threads ------------------------------------------------------------------
+
+    def _ensure_threads(self) -> None:
+        if self._listener is not None or self._closed.is_set():
+            return
+        with self._threads_lock:
+            if self._listener is None:
+                self._notifier = threading.Thread(
+                    target=self._notify_loop, name=f"{self.channel}-notify", daemon=True
+                )
+                self._listener = threading.Thread(
+                    target=self._listen_loop, name=f"{self.channel}-listen", daemon=True
+                )
+                self._notifier.start()
+                self._listener.start()
+
+    def _notify_loop(self) -> None:
+        """Send one NOTIFY per burst of appends, from its own connection and transaction."""
+        conn: psycopg.Connection | None = None
+        while not self._closed.is_set():
+            self._notify_pending.wait()
+            if self._closed.is_set():
+                break
+            self._notify_pending.clear()
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(self.url, autocommit=True, **self._kwargs)
+                conn.execute("SELECT pg_notify(%s, '')", (self.channel,))
+            except psycopg.Error:
+                conn = None
+                time.sleep(0.5)
+                self._notify_pending.set()
+        if conn is not None:
+            conn.close()
+
+    def _listen_loop(self) -> None:
+        while not self._closed.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True, **self._kwargs) as conn:
+                    conn.execute(f'LISTEN "{self.channel}"')
+                    while not self._closed.is_set():
+                        for _ in conn.notifies(timeout=0.5, stop_after=1):
+                            with self._appended:
+                                self._generation += 1
+                                self._appended.notify_all()
+            except psycopg.Error:
+                time.sleep(0.5)
+
+    # -- auditing ----------------------------------------------------------------------------
+
+    def _verify(self, where: str, params: tuple) -> VerifyReport:
+        with self._pool.connection() as conn, conn.transaction():
+            cur = conn.cursor(name="verify")
+            cur.itersize = 5000
+            cur.execute(
+                "SELECT position, stream, version, event_id, type, schema_version, time, "
+                "data::text, source, subject, metadata::text, hash "
+                f"FROM events {where} ORDER BY stream, version",
+                params,
+            )
+            return verify_rows(cur)
+
+    def verify(self, stream: str) -> VerifyReport:
+        return self._verify("WHERE stream = %s", (stream,))
+
+    def verify_all(self) -> VerifyReport:
+        return self._verify("", ())

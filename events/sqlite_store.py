@@ -1,0 +1,278 @@
+"""The embedded event store on SQLite (WAL mode): the default on one machine.
+
+SQLite has one writer at a time (``BEGIN IMMEDIATE``), so positions are handed out in commit order
+and the global feed cannot have late-committing gaps. Each thread gets its own connection.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from uuid import UUID
+
+import orjson
+
+from events.appending import StoredIdentity, check_batch, resolve_duplicates
+from events.audit import verify_rows
+from events.catalog import Catalog, catalog as execution_catalog
+from events.envelope import GENESIS_HASH, NewEvent, RecordedEvent, chain
+from events.errors import WrongExpectedVersion
+from events.store import ANY, NO_STREAM, AppendResult, VerifyReport
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    position INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    event_id TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    schema_version INTEGER NOT NULL,
+    time TEXT NOT NULL,
+    data TEXT NOT NULL,
+    source TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    hash BLOB NOT NULL,
+    UNIQUE (stream, version)
+);
+CREATE TRIGGER IF NOT EXISTS events_immutable_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'events are immutable: UPDATE is not allowed'); END;
+CREATE TRIGGER IF NOT EXISTS events_immutable_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'events are immutable: DELETE is not allowed'); END;
+"""
+
+COLUMNS = (
+    "position, stream, version, event_id, type, schema_version, time, data, source, subject, "
+    "metadata, hash"
+)
+
+# WAL with synchronous=FULL: every commit is on disk before append returns (events are the truth).
+SYNCHRONOUS = "FULL"
+
+
+def _row_to_event(row: tuple) -> RecordedEvent:
+    return RecordedEvent(
+        position=row[0],
+        stream=row[1],
+        version=row[2],
+        id=UUID(row[3]),
+        type=row[4],
+        schema_version=row[5],
+        time=datetime.fromisoformat(row[6]),
+        data=orjson.loads(row[7]),
+        source=row[8],
+        subject=row[9],
+        metadata=orjson.loads(row[10]),
+        hash=row[11],
+    )
+
+
+class SQLiteEventStore:
+    def __init__(
+        self, path: str | Path, *, poll_interval: float = 0.2, catalog: Catalog = execution_catalog
+    ) -> None:
+        self.path = str(path)
+        self.catalog = catalog
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._appended = threading.Condition()
+        self._generation = 0
+        self._poll_interval = poll_interval
+
+    @classmethod
+    def from_url(cls, url: str, **options: object) -> SQLiteEventStore:
+        path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
+        if not path.startswith("/") and url.startswith("sqlite:////"):
+            path = "/" + path
+        return cls(path, **options)  # type: ignore[arg-type]
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def setup(self) -> None:
+        self._conn().executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def append(
+        self, stream: str, events: Sequence[NewEvent], expected_version: int = ANY
+    ) -> AppendResult:
+        check_batch(stream, events, expected_version, self.catalog)
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = self._append_locked(conn, stream, events, expected_version)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        if not result.duplicate:
+            with self._appended:
+                self._generation += 1
+                self._appended.notify_all()
+        return result
+
+    def _append_locked(
+        self,
+        conn: sqlite3.Connection,
+        stream: str,
+        events: Sequence[NewEvent],
+        expected_version: int,
+    ) -> AppendResult:
+        ids = [str(e.id) for e in events]
+        marks = ",".join("?" * len(ids))
+        stored = conn.execute(
+            "SELECT event_id, stream, version, position, type, data, subject FROM events "
+            f"WHERE event_id IN ({marks})",
+            ids,
+        ).fetchall()
+        if stored:
+            found = {UUID(r[0]): StoredIdentity(*r[1:]) for r in stored}
+            return resolve_duplicates(stream, events, found)
+        head = conn.execute(
+            "SELECT version, hash FROM events WHERE stream = ? ORDER BY version DESC LIMIT 1",
+            (stream,),
+        ).fetchone()
+        head_version, previous = head if head else (NO_STREAM, GENESIS_HASH)
+        if expected_version != ANY and expected_version != head_version:
+            raise WrongExpectedVersion(stream, expected_version, head_version)
+        rows = []
+        for offset, event in enumerate(events):
+            version = head_version + 1 + offset
+            previous = chain(previous, event.digest(stream, version))
+            rows.append(
+                (
+                    stream,
+                    version,
+                    str(event.id),
+                    event.type,
+                    event.schema_version,
+                    event.time.isoformat(timespec="microseconds"),
+                    event.data_json,
+                    event.source,
+                    event.subject,
+                    event.metadata_json,
+                    previous,
+                )
+            )
+        conn.executemany(
+            "INSERT INTO events (stream, version, event_id, type, schema_version, time, data, "
+            "source, subject, metadata, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            rows,
+        )
+        last_position = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+        return AppendResult(
+            stream=stream,
+            first_version=head_version + 1,
+            last_version=head_version + len(events),
+            first_position=last_position - len(events) + 1,
+            last_position=last_position,
+        )
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def read_stream(self, stream: str, from_version: int = 0) -> list[RecordedEvent]:
+        rows = self._conn().execute(
+            f"SELECT {COLUMNS} FROM events WHERE stream = ? AND version >= ? ORDER BY version",
+            (stream, from_version),
+        )
+        return [_row_to_event(r) for r in rows]
+
+    def read_all(
+        self,
+        after_position: int = 0,
+        limit: int = 1000,
+        types: Sequence[str] | None = None,
+        stream_prefix: str | None = None,
+    ) -> list[RecordedEvent]:
+        where = ["position > ?"]
+        params: list[object] = [after_position]
+        if types:
+            where.append(f"type IN ({','.join('?' * len(types))})")
+            params.extend(types)
+        if stream_prefix:
+            where.append("substr(stream, 1, ?) = ?")
+            params.extend([len(stream_prefix), stream_prefix])
+        params.append(limit)
+        rows = self._conn().execute(
+            f"SELECT {COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY position LIMIT ?",
+            params,
+        )
+        return [_row_to_event(r) for r in rows]
+
+    def head_position(self) -> int:
+        row = self._conn().execute("SELECT max(position) FROM events").fetchone()
+        return row[0] or 0
+
+    def stream_version(self, stream: str) -> int:
+        row = (
+            self._conn()
+            .execute("SELECT max(version) FROM events WHERE stream = ?", (stream,))
+            .fetchone()
+        )
+        return NO_STREAM if row[0] is None else row[0]
+
+    def streams(self, prefix: str | None = None) -> Iterator[str]:
+        sql = "SELECT stream FROM events WHERE version = 0"
+        params: tuple = ()
+        if prefix:
+            sql += " AND substr(stream, 1, ?) = ?"
+            params = (len(prefix), prefix)
+        for (name,) in self._conn().execute(sql + " ORDER BY position", params):
+            yield name
+
+    def wait_for(self, after_position: int, timeout: float) -> bool:
+        # Appends in this process wake us at once; another process's appends are seen by polling.
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._appended:
+                generation = self._generation
+            if self.head_position() > after_position:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with self._appended:
+                if self._generation == generation:
+                    self._appended.wait(min(remaining, self._poll_interval))
+
+    # -- auditing ----------------------------------------------------------------------------
+
+    def _verify_rows(self, where: str, params: tuple) -> VerifyReport:
+        rows = self._conn().execute(
+            f"SELECT {COLUMNS} FROM events {where} ORDER BY stream, version", params
+        )
+        return verify_rows(rows)
+
+    def verify(self, stream: str) -> VerifyReport:
+        return self._verify_rows("WHERE stream = ?", (stream,))
+
+    def verify_all(self) -> VerifyReport:
+        return self._verify_rows("", ())

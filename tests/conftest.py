@@ -1,0 +1,73 @@
+"""Shared fixtures: real PostgreSQL (required under CI=true) and event stores on both backends."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from events.store import EventStore, open_store
+
+PG_URL = os.environ.get("MAGICTOOLBOX_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _pg_available() -> str | None:
+    try:
+        with psycopg.connect(PG_URL, connect_timeout=3):
+            return None
+    except psycopg.Error as exc:
+        return str(exc).strip()
+
+
+def require_postgres() -> str:
+    """The PostgreSQL URL, or skip (fail under CI, where PostgreSQL must run)."""
+    problem = _pg_available()
+    if problem:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is required under CI=true but is unreachable: {problem}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {problem}")
+    return PG_URL
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    """A fresh, empty PostgreSQL schema for one test; dropped afterwards."""
+    url = require_postgres()
+    schema = f"mt_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield schema
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def pg_store_url(pg_schema: str) -> str:
+    return f"{PG_URL}?schema={pg_schema}"
+
+
+@pytest.fixture
+def sqlite_store_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'events.sqlite3'}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    name = "sqlite_store_url" if request.param == "sqlite" else "pg_store_url"
+    return request.getfixturevalue(name)
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[EventStore]:
+    s = open_store(store_url)
+    s.setup()
+    try:
+        yield s
+    finally:
+        s.close()
