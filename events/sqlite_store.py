@@ -14,12 +14,10 @@ from datetime import datetime
 from pathlib import Path
 from uuid import UUID
 
-import orjson
-
 from events.appending import StoredIdentity, check_batch, resolve_duplicates
 from events.audit import verify_rows
 from events.catalog import Catalog, catalog as execution_catalog
-from events.envelope import GENESIS_HASH, NewEvent, RecordedEvent, chain
+from events.envelope import GENESIS_HASH, NewEvent, RecordedEvent, chain, recorded_event
 from events.errors import WrongExpectedVersion
 from events.store import ANY, NO_STREAM, AppendResult, VerifyReport
 
@@ -55,19 +53,8 @@ SYNCHRONOUS = "FULL"
 
 
 def _row_to_event(row: tuple) -> RecordedEvent:
-    return RecordedEvent(
-        position=row[0],
-        stream=row[1],
-        version=row[2],
-        id=UUID(row[3]),
-        type=row[4],
-        schema_version=row[5],
-        time=datetime.fromisoformat(row[6]),
-        data=orjson.loads(row[7]),
-        source=row[8],
-        subject=row[9],
-        metadata=orjson.loads(row[10]),
-        hash=row[11],
+    return recorded_event(
+        (*row[:3], UUID(row[3]), *row[4:6], datetime.fromisoformat(row[6]), *row[7:])
     )
 
 

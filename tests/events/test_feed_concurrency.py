@@ -29,9 +29,9 @@ class SlowOrFailingStore(PostgresEventStore):
         self.hook = hook
 
     def _write(self, conn, sql, params):
-        positions = conn.execute(sql, params).fetchall()
-        self.hook(params["stream"])  # may sleep, or raise to roll the transaction back
-        conn.commit()
+        with conn.transaction():  # the store's connections autocommit; hold a transaction open
+            positions = conn.execute(sql, params).fetchall()
+            self.hook(params["stream"])  # may sleep, or raise to roll the transaction back
         return positions
 
 
