@@ -1,0 +1,52 @@
+# Everyday commands. `make run` serves the app locally; `make test` is what CI runs (.ci/run).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PG_HOST := 127.0.0.1
+PG_PORT := 5432
+
+.PHONY: venv pg lint test run bench clean
+
+# The stamp depends on pyproject.toml, so editing dependencies reinstalls on the next make.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+.venv: $(VENV)/.installed
+venv: $(VENV)/.installed
+
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $@
+
+pg:
+	@if ! pg_isready -q -h $(PG_HOST) -p $(PG_PORT); then \
+		echo "starting PostgreSQL"; \
+		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start; \
+		for i in $$(seq 1 30); do pg_isready -q -h $(PG_HOST) -p $(PG_PORT) && break; sleep 1; done; \
+		pg_isready -h $(PG_HOST) -p $(PG_PORT); \
+	fi
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+test: $(VENV)/.installed pg lint
+	$(BIN)/pytest
+
+run: $(VENV)/.installed
+	$(BIN)/magictoolbox migrate
+	$(BIN)/uvicorn web.asgi:application --host $(HOST) --port $(PORT)
+
+bench: $(VENV)/.installed-bench pg
+	$(BIN)/python -m tests.bench
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .hypothesis .ruff_cache *.egg-info build
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,65 @@
+"""Helpers for the web tests: run the ``magictoolbox`` CLI as a user would; append executions."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import UUID, uuid4
+
+from events.catalog import Completed, Processing, Submitted
+from events.envelope import execution_stream, execution_subject, new_event
+from events.store import EventStore
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE = "/magictoolbox/test"
+
+
+def cli_command(*args: str) -> list[str]:
+    """The installed console script when the venv has it, else ``python -m web.manage``."""
+    script = Path(sys.executable).with_name("magictoolbox")
+    if script.exists():
+        return [str(script), *args]
+    return [sys.executable, "-m", "web.manage", *args]
+
+
+def cli_env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "EVENTSTORE_URL"}}
+    env["DJANGO_SETTINGS_MODULE"] = "web.settings"
+    env.update(overrides)
+    return env
+
+
+def run_cli(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        cli_command(*args),
+        cwd=ROOT,
+        env=cli_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def submit(store: EventStore, *, tool: str = "base64-encode", finish: bool = True) -> UUID:
+    """Append one execution's lifecycle (Submitted, Processing, Completed) and return its id."""
+    execution_id = uuid4()
+    subject = execution_subject("encoders", tool, execution_id)
+    payloads = [
+        Submitted(
+            execution_id=execution_id,
+            tool=tool,
+            category="encoders",
+            tool_version="1",
+            mode="sync",
+            owner="1",
+        ),
+        Processing(attempt=1, worker_id="worker-1", deadline=datetime(2030, 1, 1, tzinfo=UTC)),
+    ]
+    if finish:
+        payloads.append(Completed(result="aGVsbG8=", duration_ms=3))
+    events = [new_event(p, subject=subject, source=SOURCE) for p in payloads]
+    store.append(execution_stream(execution_id), events)
+    return execution_id

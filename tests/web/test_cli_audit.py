@@ -1,0 +1,127 @@
+"""``magictoolbox audit verify``: exit 0 on an intact store, exit 1 naming the altered event."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import psycopg
+import pytest
+
+from events.envelope import execution_stream
+from events.store import EventStore, open_store
+from tests.conftest import PG_URL
+from tests.web.support import run_cli, submit
+
+
+def test_verify_all_on_an_intact_store_exits_0(store: EventStore, store_url: str) -> None:
+    submit(store)
+    submit(store, finish=False)
+
+    result = run_cli("audit", "verify", "--all", "--store", store_url)
+
+    assert result.returncode == 0, result.stderr
+    assert "checked 2 streams, 5 events" in result.stdout
+    assert "intact" in result.stdout
+
+
+def test_verify_one_stream(store: EventStore, store_url: str) -> None:
+    execution_id = submit(store)
+    submit(store)
+
+    result = run_cli("audit", "verify", execution_stream(execution_id), "--store", store_url)
+
+    assert result.returncode == 0, result.stderr
+    assert "checked 1 streams, 3 events" in result.stdout
+
+
+def test_verify_of_an_unknown_stream_exits_1(store: EventStore, store_url: str) -> None:
+    result = run_cli("audit", "verify", "execution-nope", "--store", store_url)
+
+    assert result.returncode == 1
+    assert "no stream 'execution-nope'" in result.stderr
+
+
+def test_verify_needs_a_stream_or_all(store_url: str) -> None:
+    result = run_cli("audit", "verify", "--store", store_url)
+
+    assert result.returncode != 0
+    assert "--all" in result.stderr
+
+
+def _tamper_postgres(schema: str, position: int) -> None:
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        (data_type,) = conn.execute(
+            "SELECT data_type FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = 'events' AND column_name = 'data'",
+            (schema,),
+        ).fetchone()
+        conn.execute(f'ALTER TABLE "{schema}".events DISABLE TRIGGER USER')
+        try:
+            updated = conn.execute(
+                f'UPDATE "{schema}".events SET data = %s::{data_type} WHERE position = %s',
+                ('{"attempt": 1, "worker_id": "mallory", "deadline": "2030-01-01T00:00:00Z"}',
+                 position),
+            )  # fmt: skip
+            assert updated.rowcount == 1
+        finally:
+            conn.execute(f'ALTER TABLE "{schema}".events ENABLE TRIGGER USER')
+
+
+def _tamper_sqlite(url: str, position: int) -> None:
+    path = url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        # The store refuses UPDATEs with triggers; an attacker with the file can drop them.
+        triggers = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'events'"
+        ).fetchall()
+        for (name,) in triggers:
+            conn.execute(f'DROP TRIGGER "{name}"')
+        updated = conn.execute(
+            "UPDATE events SET data = ? WHERE position = ?",
+            ('{"attempt":1,"worker_id":"mallory","deadline":"2030-01-01T00:00:00Z"}', position),
+        )
+        assert updated.rowcount == 1
+
+
+@pytest.fixture
+def tamper(request: pytest.FixtureRequest, store_url: str):
+    if store_url.startswith("sqlite:"):
+        return lambda position: _tamper_sqlite(store_url, position)
+    schema = request.getfixturevalue("pg_schema")
+    return lambda position: _tamper_postgres(schema, position)
+
+
+def test_verify_names_the_altered_event_and_exits_1(
+    store: EventStore, store_url: str, tamper
+) -> None:
+    intact = execution_stream(submit(store))
+    altered = execution_stream(submit(store))
+    victim = store.read_stream(altered)[1]  # the Processing event
+
+    tamper(victim.position)
+
+    result = run_cli("audit", "verify", "--all", "--store", store_url)
+    assert result.returncode == 1
+    assert "BROKEN" in result.stdout
+    assert f"stream:   {altered}" in result.stdout
+    assert "version:  1" in result.stdout
+    assert f"position: {victim.position}" in result.stdout
+    assert f"id:       {victim.id}" in result.stdout
+    assert altered in result.stderr
+
+    assert run_cli("audit", "verify", altered, "--store", store_url).returncode == 1
+    assert run_cli("audit", "verify", intact, "--store", store_url).returncode == 0
+
+
+def test_the_tampered_data_is_what_readers_now_see(store: EventStore, store_url: str, tamper):
+    """Guards the test above: the UPDATE really changed the stored event, so verify had a reason."""
+    stream = execution_stream(submit(store))
+    victim = store.read_stream(stream)[1]
+
+    tamper(victim.position)
+
+    fresh = open_store(store_url)
+    try:
+        assert fresh.read_stream(stream)[1].data["worker_id"] == "mallory"
+    finally:
+        fresh.close()

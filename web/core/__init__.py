@@ -1,0 +1,1 @@
+"""The core Django app: health check, event store setup on migrate, and operations commands."""

@@ -1,0 +1,86 @@
+"""What the operations commands share: the ``--store`` option, opening the store, event lines."""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+import psycopg
+from django.conf import settings
+from django.core.management.base import CommandError
+
+from events.envelope import RecordedEvent
+from events.errors import EventStoreError
+from events.store import EventStore, open_store
+from web.bootstrap import event_store
+
+SUMMARY_WIDTH = 80
+
+
+def add_store_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="event store URL (sqlite:///path or postgresql://…); default: settings.EVENTSTORE_URL",
+    )
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, fit for error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@contextmanager
+def opened_store(url: str | None) -> Iterator[EventStore]:
+    """The store at ``url`` (closed afterwards) or the configured one; store failures become
+    ``CommandError`` so that a user sees one line, not a traceback."""
+    shown = redacted(url or settings.EVENTSTORE_URL)
+    try:
+        if url:
+            store = open_store(url)
+            try:
+                yield store
+            finally:
+                store.close()
+        else:
+            yield event_store()
+    except (EventStoreError, ValueError) as exc:
+        raise CommandError(f"{shown}: {exc}", returncode=1) from exc
+    except (sqlite3.Error, psycopg.Error) as exc:
+        # Most likely the schema is missing; migrate installs it.
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CommandError(
+            f"cannot read the event store at {shown}: {detail} "
+            "(has `magictoolbox migrate` run against it?)",
+            returncode=1,
+        ) from exc
+
+
+def iso_time(event: RecordedEvent) -> str:
+    return event.time.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def cloudevent_line(event: RecordedEvent) -> str:
+    return orjson.dumps(event.to_cloudevent()).decode()
+
+
+def data_summary(data: dict[str, Any], width: int = SUMMARY_WIDTH) -> str:
+    """``key=value`` pairs of the payload on one line, cut to ``width`` characters."""
+    text = " ".join(f"{key}={_short(value)}" for key, value in data.items())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode()

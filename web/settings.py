@@ -1,0 +1,121 @@
+"""Django settings, read once from the environment with defaults that run on one machine.
+
+| variable | default |
+|---|---|
+| ``MAGICTOOLBOX_DEPLOYMENT`` | ``local``; the CloudEvents source is ``/magictoolbox/<name>`` |
+| ``DEBUG`` | on for the ``local`` deployment, off elsewhere |
+| ``SECRET_KEY`` | an insecure development key, only when ``DEBUG`` is on; required otherwise |
+| ``ALLOWED_HOSTS`` | ``localhost,127.0.0.1,[::1]`` (comma-separated) |
+| ``DATABASE_URL`` | ``sqlite:///<project root>/var/magictoolbox.sqlite3`` |
+| ``EVENTSTORE_URL`` | ``DATABASE_URL`` (an optional ``?schema=NAME`` picks a PostgreSQL schema) |
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+VAR_DIR.mkdir(exist_ok=True)
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def _django_database(url: str) -> dict:
+    """dj-database-url's config, with our ``schema`` query parameter turned into a search_path."""
+    # Split by hand: urlsplit/urlunsplit would turn sqlite:////abs/path into a relative path.
+    base, _, query_text = url.partition("?")
+    query = parse_qsl(query_text, keep_blank_values=True)
+    schema = next((value for key, value in query if key == "schema"), None)
+    rest = urlencode([(key, value) for key, value in query if key != "schema"])
+    config = dj_database_url.parse(f"{base}?{rest}" if rest else base)
+    if schema:
+        config.setdefault("OPTIONS", {})["options"] = f"-c search_path={schema}"
+    return config
+
+
+MAGICTOOLBOX_DEPLOYMENT = os.environ.get("MAGICTOOLBOX_DEPLOYMENT", "local")
+MAGICTOOLBOX_SOURCE = f"/magictoolbox/{MAGICTOOLBOX_DEPLOYMENT}"
+
+DEBUG = _env_bool("DEBUG", default=MAGICTOOLBOX_DEPLOYMENT == "local")
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    SECRET_KEY = "django-insecure-local-development-only"
+ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+
+DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'magictoolbox.sqlite3'}"
+DATABASES = {"default": _django_database(DATABASE_URL)}
+EVENTSTORE_URL = os.environ.get("EVENTSTORE_URL") or DATABASE_URL
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "web.core",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "web.urls"
+ASGI_APPLICATION = "web.asgi.application"
+WSGI_APPLICATION = "web.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
