@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from uuid import UUID
@@ -41,6 +41,8 @@ COLUMNS = (
 )
 # Rows with an older transaction than every running one are final: nothing can commit before them.
 HORIZON = "tx < (SELECT pg_snapshot_xmin(pg_current_snapshot()))"
+# Under a burst of appends, other processes are woken at most this often (seconds).
+NOTIFY_INTERVAL = 0.002
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -87,8 +89,7 @@ class PostgresEventStore:
         self._poll_interval = poll_interval
         self._closed = threading.Event()
         self._notify_pending = threading.Event()
-        self._notifier: threading.Thread | None = None
-        self._listener: threading.Thread | None = None
+        self._threads: dict[str, threading.Thread] = {}
         self._threads_lock = threading.Lock()
         self._appended = threading.Condition()
         self._generation = 0
@@ -107,9 +108,8 @@ class PostgresEventStore:
     def close(self) -> None:
         self._closed.set()
         self._notify_pending.set()
-        for thread in (self._notifier, self._listener):
-            if thread is not None:
-                thread.join(timeout=5)
+        for thread in list(self._threads.values()):
+            thread.join(timeout=5)
         self._pool.close()
 
     # -- writing -----------------------------------------------------------------------------
@@ -205,7 +205,7 @@ class PostgresEventStore:
         with self._appended:
             self._generation += 1
             self._appended.notify_all()
-        self._ensure_threads()
+        self._start("notify", self._notify_loop)
         self._notify_pending.set()
 
     # -- reading -----------------------------------------------------------------------------
@@ -260,7 +260,7 @@ class PostgresEventStore:
         yield from names
 
     def wait_for(self, after_position: int, timeout: float) -> bool:
-        self._ensure_threads()
+        self._start("listen", self._listen_loop)
         deadline = time.monotonic() + timeout
         while True:
             with self._appended:
@@ -278,22 +278,19 @@ class PostgresEventStore:
 
     # -- notification threads ------------------------------------------------------------------
 
-    def _ensure_threads(self) -> None:
-        if self._listener is not None or self._closed.is_set():
-            return
+    def _start(self, name: str, target: Callable[[], None]) -> None:
         with self._threads_lock:
-            if self._listener is None:
-                self._notifier = threading.Thread(
-                    target=self._notify_loop, name=f"{self.channel}-notify", daemon=True
-                )
-                self._listener = threading.Thread(
-                    target=self._listen_loop, name=f"{self.channel}-listen", daemon=True
-                )
-                self._notifier.start()
-                self._listener.start()
+            if name not in self._threads and not self._closed.is_set():
+                thread = threading.Thread(target=target, name=f"{self.channel}-{name}", daemon=True)
+                self._threads[name] = thread
+                thread.start()
 
     def _notify_loop(self) -> None:
-        """Send one NOTIFY per burst of appends, from its own connection and transaction."""
+        """NOTIFY other processes after appends: at once when idle, at most every few ms when busy.
+
+        It runs on its own connection, outside the writing transactions, because a NOTIFY inside
+        them would hold a server-wide lock through every commit and serialise all writers.
+        """
         conn: psycopg.Connection | None = None
         while not self._closed.is_set():
             self._notify_pending.wait()
@@ -306,8 +303,9 @@ class PostgresEventStore:
                 conn.execute("SELECT pg_notify(%s, '')", (self.channel,))
             except psycopg.Error:
                 conn = None
-                time.sleep(0.5)
                 self._notify_pending.set()
+                self._closed.wait(0.5)
+            self._closed.wait(NOTIFY_INTERVAL)
         if conn is not None:
             conn.close()
 

@@ -1,0 +1,132 @@
+"""Our event store under the benchmark workloads, on whichever backend ``open_fresh`` gives.
+
+Writers append each event of an execution in its own call with the exact expected version, sharing
+one store object across threads. The batch run appends a 100-event execution per call. The catch-up
+run seeds a fresh store with batch appends, then reads the whole feed with ``read_all``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from events.store import NO_STREAM, EventStore
+from tests.bench.timing import Budget, Rate, measure, one_event_per_call
+from tests.bench.workload import (
+    EXECUTION_EVENTS,
+    LONG_EXECUTION_EVENTS,
+    Execution,
+    LongExecutions,
+    build_executions,
+)
+
+READ_LIMIT = 5000
+WRITER_COUNTS = (1, 4)
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUp:
+    rate: Rate
+    seeded: int
+    seed_seconds: float
+    calls: int
+
+    @property
+    def complete(self) -> bool:
+        return self.rate.events == self.seeded
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFigures:
+    writers: dict[int, Rate]
+    batch: Rate
+    catch_up: CatchUp
+
+
+def store_writers(store: EventStore, writers: int, budget: Budget) -> Rate:
+    def append_one(_: int, execution: Execution, version: int) -> None:
+        store.append(execution.stream, [execution.events[version]], version - 1)
+
+    return measure(
+        writers, build_executions, EXECUTION_EVENTS, one_event_per_call(append_one), budget
+    )
+
+
+def store_batch(store: EventStore, budget: Budget) -> Rate:
+    """One writer appending whole 100-event executions, one call (one transaction) each."""
+
+    def write(_: int, executions: Sequence[Execution], deadline: float) -> int:
+        written = 0
+        for execution in executions:
+            store.append(execution.stream, execution.events, NO_STREAM)
+            written += len(execution.events)
+            if time.perf_counter() >= deadline:
+                break
+        return written
+
+    return measure(1, LongExecutions().build_many, LONG_EXECUTION_EVENTS, write, budget)
+
+
+def seed(store: EventStore, events: int) -> int:
+    """Append ``events`` events (whole executions, 100 per append); the last position written."""
+    builder = LongExecutions()
+    remaining = events
+    last_position = 0
+    while remaining > 0:
+        chunk = builder.build_many(min(50, -(-remaining // LONG_EXECUTION_EVENTS)))
+        for execution in chunk:
+            last_position = store.append(
+                execution.stream, execution.events, NO_STREAM
+            ).last_position
+            remaining -= len(execution.events)
+    return last_position
+
+
+def catch_up(store: EventStore, budget: Budget) -> CatchUp:
+    """Seed ``budget.read_events`` events, then time reading the whole feed from position 0."""
+    seeded = -(-budget.read_events // LONG_EXECUTION_EVENTS) * LONG_EXECUTION_EVENTS
+    started = time.perf_counter()
+    last_position = seed(store, seeded)
+    seed_seconds = time.perf_counter() - started
+    # On PostgreSQL the feed stops below the oldest transaction running anywhere on the server, so
+    # another session's open transaction can hide the tail for a moment: wait for it, untimed.
+    store.wait_for(last_position - 1, timeout=30)
+    position = read = calls = 0
+    started = time.perf_counter()
+    while True:
+        batch = store.read_all(position, limit=READ_LIMIT)
+        calls += 1
+        if not batch:
+            break
+        if batch[0].position <= position:
+            raise AssertionError(f"read_all went backwards after position {position}")
+        read += len(batch)
+        position = batch[-1].position
+    rate = Rate(read, time.perf_counter() - started)
+    return CatchUp(rate, seeded, seed_seconds, calls)
+
+
+def run_store_bench(
+    open_fresh: Callable[[str], EventStore],
+    budget: Budget,
+    progress: Callable[[str], None] = lambda step: None,
+) -> StoreFigures:
+    """Every store measurement; ``open_fresh(name)`` gives an empty, set-up store for each part."""
+    writers: dict[int, Rate] = {}
+    store = open_fresh("store")
+    try:
+        for count in WRITER_COUNTS:
+            progress(f"store, {count} writer(s)")
+            writers[count] = store_writers(store, count, budget)
+        progress("store, batch append")
+        batch = store_batch(store, budget)
+    finally:
+        store.close()
+    reader = open_fresh("read")
+    try:
+        progress(f"store, seeding {budget.read_events:,} events and reading them back")
+        caught_up = catch_up(reader, budget)
+    finally:
+        reader.close()
+    return StoreFigures(writers, batch, caught_up)
