@@ -198,7 +198,10 @@ class RecordedEvent(NamedTuple):
     """An event as the store keeps it, with its stream version and global position.
 
     A named tuple rather than a dataclass: readers build hundreds of thousands of these a second
-    when a projection catches up, and a tuple is the cheapest immutable record Python has.
+    when a projection catches up, and a tuple is the cheapest immutable record Python has. For the
+    same reason data and metadata stay the stored JSON text until asked for: ``data`` and
+    ``metadata`` decode it on each access (keep the result if you need it twice), ``payload()``
+    decodes and validates it into the current model.
     """
 
     position: int
@@ -208,15 +211,19 @@ class RecordedEvent(NamedTuple):
     type: str
     schema_version: int
     time: datetime
-    data: dict[str, Any]
+    data_json: str
     source: str
     subject: str
     metadata_json: str
     hash: bytes
 
     @property
+    def data(self) -> dict[str, Any]:
+        return orjson.loads(self.data_json)
+
+    @property
     def metadata(self) -> dict[str, str]:
-        """The CloudEvents extensions (traceparent, correlationid, …), parsed when asked for."""
+        """The CloudEvents extensions (traceparent, correlationid, …)."""
         return orjson.loads(self.metadata_json)
 
     def payload(self, catalog: Catalog = execution_catalog) -> EventPayload:
@@ -243,21 +250,5 @@ class RecordedEvent(NamedTuple):
 
 
 def recorded_event(row: Sequence[Any]) -> RecordedEvent:
-    """A RecordedEvent from a stored row whose data and metadata are JSON text."""
-    return _new_tuple(
-        RecordedEvent,
-        (
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            row[4],
-            row[5],
-            row[6],
-            orjson.loads(row[7]),
-            row[8],
-            row[9],
-            row[10],
-            row[11],
-        ),
-    )
+    """A RecordedEvent from a stored row, columns in the order of its fields."""
+    return _new_tuple(RecordedEvent, row)

@@ -48,6 +48,7 @@ COLUMNS = (
     "metadata, hash"
 )
 
+HEADS_REMEMBERED = 10_000
 # WAL with synchronous=FULL: every commit is on disk before append returns (events are the truth).
 SYNCHRONOUS = "FULL"
 
@@ -70,6 +71,10 @@ class SQLiteEventStore:
         self._appended = threading.Condition()
         self._generation = 0
         self._poll_interval = poll_interval
+        # Last (version, hash) of streams this object wrote or read: an append at that version
+        # needs no query for its previous hash. Safe to be stale, never wrong: a stored version's
+        # hash never changes, and a stream that moved on meets the UNIQUE (stream, version).
+        self._heads: dict[str, tuple[int, bytes]] = {}
 
     @classmethod
     def from_url(cls, url: str, **options: object) -> SQLiteEventStore:
@@ -115,41 +120,56 @@ class SQLiteEventStore:
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            result = self._append_locked(conn, stream, events, expected_version)
+            result, last_hash = self._insert(conn, stream, events, expected_version)
+        except (WrongExpectedVersion, sqlite3.IntegrityError) as exc:
+            conn.execute("ROLLBACK")
+            # Not at the expected version, or the same event ids again: a retry is answered with
+            # the first result even when the stream has moved on since.
+            stored = self._stored_identities(conn, events)
+            if stored:
+                return resolve_duplicates(stream, events, stored)
+            if isinstance(exc, WrongExpectedVersion):
+                raise
+            raise WrongExpectedVersion(
+                stream, expected_version, self.stream_version(stream)
+            ) from None
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-        if not result.duplicate:
-            with self._appended:
-                self._generation += 1
-                self._appended.notify_all()
+        self._remember_head(stream, result.last_version, last_hash)
+        with self._appended:
+            self._generation += 1
+            self._appended.notify_all()
         return result
 
-    def _append_locked(
+    def _head(
+        self, conn: sqlite3.Connection, stream: str, expected_version: int
+    ) -> tuple[int, bytes]:
+        """The stream's last version and hash: known without a query in the common cases."""
+        if expected_version == NO_STREAM:
+            return NO_STREAM, GENESIS_HASH  # if the stream exists, the insert meets UNIQUE
+        known = self._heads.get(stream)
+        if known is not None and known[0] == expected_version:
+            # Version n's hash never changes; if the stream moved past n, the insert meets UNIQUE.
+            return known
+        row = conn.execute(
+            "SELECT version, hash FROM events WHERE stream = ? ORDER BY version DESC LIMIT 1",
+            (stream,),
+        ).fetchone()
+        head = (row[0], row[1]) if row else (NO_STREAM, GENESIS_HASH)
+        if expected_version != ANY and expected_version != head[0]:
+            raise WrongExpectedVersion(stream, expected_version, head[0])
+        return head
+
+    def _insert(
         self,
         conn: sqlite3.Connection,
         stream: str,
         events: Sequence[NewEvent],
         expected_version: int,
-    ) -> AppendResult:
-        ids = [str(e.id) for e in events]
-        marks = ",".join("?" * len(ids))
-        stored = conn.execute(
-            "SELECT event_id, stream, version, position, type, data, subject FROM events "
-            f"WHERE event_id IN ({marks})",
-            ids,
-        ).fetchall()
-        if stored:
-            found = {UUID(r[0]): StoredIdentity(*r[1:]) for r in stored}
-            return resolve_duplicates(stream, events, found)
-        head = conn.execute(
-            "SELECT version, hash FROM events WHERE stream = ? ORDER BY version DESC LIMIT 1",
-            (stream,),
-        ).fetchone()
-        head_version, previous = head if head else (NO_STREAM, GENESIS_HASH)
-        if expected_version != ANY and expected_version != head_version:
-            raise WrongExpectedVersion(stream, expected_version, head_version)
+    ) -> tuple[AppendResult, bytes]:
+        head_version, previous = self._head(conn, stream, expected_version)
         rows = []
         for offset, event in enumerate(events):
             version = head_version + 1 + offset
@@ -174,14 +194,32 @@ class SQLiteEventStore:
             "source, subject, metadata, hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             rows,
         )
+        # One writer at a time and AUTOINCREMENT: this append's positions are consecutive.
         last_position = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-        return AppendResult(
+        result = AppendResult(
             stream=stream,
             first_version=head_version + 1,
             last_version=head_version + len(events),
             first_position=last_position - len(events) + 1,
             last_position=last_position,
         )
+        return result, previous
+
+    def _stored_identities(
+        self, conn: sqlite3.Connection, events: Sequence[NewEvent]
+    ) -> dict[UUID, StoredIdentity]:
+        ids = [str(e.id) for e in events]
+        rows = conn.execute(
+            "SELECT event_id, stream, version, position, type, data, subject FROM events "
+            f"WHERE event_id IN ({','.join('?' * len(ids))})",
+            ids,
+        ).fetchall()
+        return {UUID(r[0]): StoredIdentity(*r[1:]) for r in rows}
+
+    def _remember_head(self, stream: str, version: int, last_hash: bytes) -> None:
+        if len(self._heads) >= HEADS_REMEMBERED:
+            self._heads.clear()
+        self._heads[stream] = (version, last_hash)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -190,7 +228,10 @@ class SQLiteEventStore:
             f"SELECT {COLUMNS} FROM events WHERE stream = ? AND version >= ? ORDER BY version",
             (stream, from_version),
         )
-        return [_row_to_event(r) for r in rows]
+        events = [_row_to_event(r) for r in rows]
+        if events:  # a writer usually reads a stream, then appends to it
+            self._remember_head(stream, events[-1].version, events[-1].hash)
+        return events
 
     def read_all(
         self,

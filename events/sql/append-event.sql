@@ -1,5 +1,5 @@
--- Append one event at %(version)s. The previous event's hash is read here, so the chain is
--- extended from what is stored; if version %(version)s - 1 does not exist, nothing is inserted
+-- Append one event at the given version. The previous event's hash is read here, so the chain
+-- is extended from what is stored; if the previous version does not exist, nothing is inserted
 -- (the stream is not where the writer expected). A concurrent writer taking the same version
 -- meets this one on the (stream, version) unique constraint.
 INSERT INTO events (position, tx, stream, version, event_id, type, schema_version, time, data,

@@ -25,7 +25,7 @@ class SlowOrFailingStore(PostgresEventStore):
     """A fault-injecting store for tests: a hook runs between insert and commit."""
 
     def __init__(self, url: str, hook) -> None:
-        super().__init__(url, pool_size=12)
+        super().__init__(url)
         self.hook = hook
 
     def _write(self, conn, sql, params):

@@ -304,3 +304,23 @@ def test_new_event_is_a_frozen_value() -> None:
     assert isinstance(event, NewEvent)
     with pytest.raises(AttributeError):
         event.type = "x"  # type: ignore[misc]
+
+
+def test_a_second_store_object_sees_and_respects_the_first_ones_appends(
+    store: EventStore, store_url: str
+) -> None:
+    """Two processes on one database: neither may extend a stream from an outdated view of it."""
+    stream, events = execution_events()
+    store.append(stream, events[:2], NO_STREAM)
+    assert [e.version for e in store.read_stream(stream)] == [0, 1]
+    other = open_store(store_url)
+    try:
+        other.append(stream, events[2:3], 1)
+        with pytest.raises(WrongExpectedVersion) as err:
+            store.append(stream, events[3:], 1)  # this object last saw version 1
+        assert err.value.actual == 2
+        store.append(stream, events[3:], 2)
+        assert [e.version for e in other.read_stream(stream)] == [0, 1, 2, 3]
+        assert other.verify(stream).ok
+    finally:
+        other.close()
