@@ -1,0 +1,74 @@
+"""The catalog and the envelope: validation, upcasting, and the CloudEvents shape of events."""
+
+from __future__ import annotations
+
+import uuid
+
+import orjson
+import pytest
+
+from events.catalog import EXECUTION_EVENTS, Failed, Progress, Submitted, catalog
+from events.envelope import execution_subject, new_event, new_event_from_dict
+from events.errors import EventSchemaError, EventTooLarge, UnknownEventType
+from events.store import NO_STREAM, EventStore
+from tests.events.factories import execution_events
+
+
+def test_every_event_type_is_named_in_the_execution_namespace() -> None:
+    names = sorted(m.event_type() for m in EXECUTION_EVENTS)
+    expected = ["Submitted", "Uploaded", "Processing", "Progress", "Completed", "Failed"]
+    expected += ["Cancelled", "Retried", "Expired"]
+    assert names == sorted(f"MagicToolbox.Execution.{n}" for n in expected)
+
+
+def test_a_v1_failed_payload_reads_as_the_current_model() -> None:
+    loaded = catalog.load(
+        Failed.event_type(), 1, {"error": "disk full", "retryable": True, "attempt": 2}
+    )
+    assert loaded == Failed(code="unknown_error", message="disk full", retryable=True, attempt=2)
+
+
+def test_a_payload_from_newer_code_or_without_an_upcaster_is_refused() -> None:
+    with pytest.raises(EventSchemaError, match="newer than this code"):
+        catalog.load(Progress.event_type(), 3, {"percent": 1})
+    with pytest.raises(EventSchemaError, match="no upcaster"):
+        catalog.load(Progress.event_type(), 0, {"percent": 1})
+
+
+def test_payloads_from_outside_are_validated_with_a_readable_reason() -> None:
+    with pytest.raises(EventSchemaError) as err:
+        new_event_from_dict(Submitted.event_type(), {"tool": "x", "mode": "sideways"})
+    assert "mode" in err.value.detail and "execution_id" in err.value.detail
+    with pytest.raises(UnknownEventType):
+        new_event_from_dict("MagicToolbox.Execution.Teleported", {})
+    with pytest.raises(EventSchemaError):
+        new_event_from_dict(
+            Failed.event_type(), {"code": "Not A Code", "message": "", "retryable": 1, "attempt": 1}
+        )
+
+
+def test_an_event_over_one_megabyte_cannot_even_be_built() -> None:
+    with pytest.raises(EventTooLarge):
+        new_event(Submitted(execution_id=uuid.uuid4(), tool="json-format", category="data",
+                            tool_version="1", mode="sync", owner="1",
+                            params={"text": "x" * (1024 * 1024)}))  # fmt: skip
+
+
+def test_a_stored_event_is_a_cloudevent_with_our_extensions(store: EventStore) -> None:
+    stream, events = execution_events()
+    store.append(stream, events, NO_STREAM)
+    recorded = store.read_stream(stream)[2]
+    doc = recorded.to_cloudevent()
+
+    assert doc["specversion"] == "1.0"
+    assert doc["id"] == str(events[2].id)
+    assert doc["type"] == "MagicToolbox.Execution.Processing"
+    assert doc["source"] == "/magictoolbox/local"
+    execution_id = uuid.UUID(stream.removeprefix("execution-"))
+    assert doc["subject"] == execution_subject("image", "image-rotate", execution_id)
+    assert doc["time"].endswith("Z")
+    assert doc["streamversion"] == 2 and doc["streamposition"] == recorded.position
+    assert doc["correlationid"] == str(execution_id)
+    assert doc["traceparent"].startswith("00-")
+    assert doc["data"]["attempt"] == 1
+    assert orjson.loads(orjson.dumps(doc)) == doc  # plain JSON all the way down
