@@ -28,7 +28,7 @@ from events.audit import verify_rows
 from events.catalog import Catalog, catalog as execution_catalog
 from events.envelope import NewEvent, RecordedEvent, recorded_event
 from events.errors import EventStoreError, WrongExpectedVersion
-from events.store import ANY, NO_STREAM, AppendResult, VerifyReport
+from events.store import ANY, NO_STREAM, AppendResult, FeedStatus, VerifyReport
 
 SQL_FILES = ("events-table.sql", "immutable-events.sql", "take-positions.sql")
 _SQL = {
@@ -261,6 +261,27 @@ class PostgresEventStore:
                 f"SELECT position FROM events WHERE {HORIZON} ORDER BY position DESC LIMIT 1"
             ).fetchone()
         return row[0] if row else 0
+
+    def feed_status(self) -> FeedStatus:
+        """The readable head, the newest event, and the oldest open write transactions when the
+        feed is held back (a long transaction anywhere on the server does that)."""
+        with self._connection() as conn:
+            newest = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
+        readable = self.head_position()
+        blockers: tuple[str, ...] = ()
+        if newest > readable:
+            with self._connection() as conn:
+                rows = conn.execute(
+                    "SELECT pid, datname, usename, state, now() - xact_start, "
+                    "left(regexp_replace(query, '\\s+', ' ', 'g'), 120) "
+                    "FROM pg_stat_activity WHERE backend_xid IS NOT NULL "
+                    "AND pid <> pg_backend_pid() ORDER BY age(backend_xid) DESC LIMIT 3"
+                ).fetchall()
+            blockers = tuple(
+                f"pid {pid} ({user}@{db}, {state}, transaction open for {age}): {query}"
+                for pid, db, user, state, age, query in rows
+            )
+        return FeedStatus(readable_head=readable, newest_position=newest, held_back_by=blockers)
 
     def stream_version(self, stream: str) -> int:
         with self._connection() as conn:

@@ -19,7 +19,7 @@ from events.audit import verify_rows
 from events.catalog import Catalog, catalog as execution_catalog
 from events.envelope import GENESIS_HASH, NewEvent, RecordedEvent, chain, recorded_event
 from events.errors import WrongExpectedVersion
-from events.store import ANY, NO_STREAM, AppendResult, VerifyReport
+from events.store import ANY, NO_STREAM, AppendResult, FeedStatus, VerifyReport
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -258,6 +258,10 @@ class SQLiteEventStore:
     def head_position(self) -> int:
         row = self._conn().execute("SELECT max(position) FROM events").fetchone()
         return row[0] or 0
+
+    def feed_status(self) -> FeedStatus:
+        head = self.head_position()  # one writer at a time: everything committed is readable
+        return FeedStatus(readable_head=head, newest_position=head)
 
     def stream_version(self, stream: str) -> int:
         row = (

@@ -58,6 +58,19 @@ class VerifyReport:
         return self.broken is None
 
 
+@dataclass(frozen=True, slots=True)
+class FeedStatus:
+    """How far readers can read, and what (if anything) keeps them from the newest event."""
+
+    readable_head: int  # what head_position() says: every event up to here can be read
+    newest_position: int  # the newest committed event, readable or not yet
+    held_back_by: tuple[str, ...] = ()  # sessions whose open transactions hold the feed back
+
+    @property
+    def held_back(self) -> bool:
+        return self.newest_position > self.readable_head
+
+
 class EventStore(Protocol):
     def setup(self) -> None:
         """Create or upgrade the schema; safe to call again."""
@@ -84,6 +97,8 @@ class EventStore(Protocol):
 
     def stream_version(self, stream: str) -> int:
         """The stream's last version, or NO_STREAM (-1)."""
+
+    def feed_status(self) -> FeedStatus: ...
 
     def streams(self, prefix: str | None = None) -> Iterator[str]: ...
 

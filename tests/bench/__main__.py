@@ -10,18 +10,11 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sqlite3
 import sys
-from importlib.metadata import version as package_version
 
-import psycopg
-
-from events.sqlite_store import SYNCHRONOUS
-from tests.bench.baseline import postgres_baseline, sqlite_baseline
-from tests.bench.places import PostgresSchemas, SQLiteFiles
-from tests.bench.report import Section, render
-from tests.bench.store_bench import WRITER_COUNTS, run_store_bench
-from tests.bench.timing import FULL, QUICK, Budget
+from tests.bench.backends import run_postgres, run_sqlite
+from tests.bench.report import render
+from tests.bench.timing import FULL, QUICK
 from tests.bench.workload import new_event_cost_us
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
@@ -29,56 +22,6 @@ DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
 def progress(step: str) -> None:
     print(f"  … {step}", file=sys.stderr, flush=True)
-
-
-def run_postgres(url: str, budget: Budget) -> Section:
-    with psycopg.connect(url) as conn:
-        server, fsync, sync_commit = (
-            conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
-            for name in ("server_version", "fsync", "synchronous_commit")
-        )
-    section = Section(
-        f"PostgreSQL {server.split()[0]} (fsync={fsync}, synchronous_commit={sync_commit}; "
-        f"psycopg {package_version('psycopg')})"
-    )
-    with PostgresSchemas(url) as schemas:
-        for writers in WRITER_COUNTS:
-            progress(f"PostgreSQL baseline, {writers} writer(s)")
-            rate = postgres_baseline(url, schemas.new(f"baseline{writers}"), writers, budget)
-            section.baseline[writers] = rate
-            section.add("baseline: INSERT + commit, psycopg 3", writers, rate)
-        try:
-            from tests.bench.library import API, LABEL, eventsourcing_writers
-        except ImportError as exc:
-            section.notes.append(f"eventsourcing skipped ({exc}); install the bench extra")
-        else:
-            for writers in WRITER_COUNTS:
-                progress(f"PostgreSQL {LABEL}, {writers} writer(s)")
-                rate = eventsourcing_writers(url, schemas.new(f"es{writers}"), writers, budget)
-                section.library[writers] = rate
-                section.add(f"{LABEL}: recorder, 1 event/call", writers, rate)
-            section.notes.append(f"{LABEL} used via {API}")
-        figures = run_store_bench(schemas.open_store, budget, lambda s: progress(f"PostgreSQL {s}"))
-        section.add_store(figures)
-    return section
-
-
-def run_sqlite(budget: Budget) -> Section:
-    section = Section(
-        f"SQLite {sqlite3.sqlite_version} (WAL, synchronous={SYNCHRONOUS} as in "
-        "events/sqlite_store.py; one writer at a time)",
-        serialized_writers=True,
-    )
-    with SQLiteFiles() as files:
-        for writers in WRITER_COUNTS:
-            progress(f"SQLite baseline, {writers} writer(s)")
-            path = files.path(f"baseline{writers}")
-            rate = sqlite_baseline(path, SYNCHRONOUS, writers, budget)
-            section.baseline[writers] = rate
-            section.add("baseline: BEGIN IMMEDIATE + INSERT + COMMIT", writers, rate)
-        figures = run_store_bench(files.open_store, budget, lambda s: progress(f"SQLite {s}"))
-        section.add_store(figures)
-    return section
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,8 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"MagicToolbox event store benchmark, {'quick' if args.quick else 'full'} run: "
         f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load average "
-        f"{os.getloadavg()[0]:.2f} at start;\neach figure is {budget.seconds:g} s timed after "
-        f"{budget.warmup_seconds:g} s warm-up (other work on the machine moves the figures).\n"
+        f"{os.getloadavg()[0]:.2f} at start (other work on the machine moves the figures).\n"
+        "Single-event appends (baseline, eventsourcing, store) are timed in interleaved "
+        f"rounds: each is warmed\nup ({budget.warmup_seconds:g} s), then {budget.rounds} rounds "
+        f"each run every contender once for {budget.round_seconds:g} s with the same writers, in "
+        "an\norder that rotates from round to round. A row is total events / total timed "
+        "seconds over its rounds;\nthe ratios are of those totals, with the median and range "
+        "of the same-round ratios below them.\nBatch append is one run of "
+        f"{budget.seconds:g} s after {budget.warmup_seconds:g} s warm-up; read_all reads the "
+        "seeded feed once.\n"
         "Workload: executions of 4 events (Submitted, Uploaded, Processing, Completed), each "
         "event its own\nappend/INSERT and transaction; writers are threads. Batch: 100-event "
         "executions (Submitted,\nUploaded, Processing, 96 Progress, Completed), one append each. "
@@ -107,9 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     if not args.skip_postgres:
-        print(render(run_postgres(args.pg_url, budget)), flush=True)
+        print(render(run_postgres(args.pg_url, budget, progress)), flush=True)
     if not args.skip_sqlite:
-        print(render(run_sqlite(budget)), flush=True)
+        print(render(run_sqlite(budget, progress)), flush=True)
     return 0
 
 

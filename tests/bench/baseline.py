@@ -2,16 +2,19 @@
 
 The table has the columns an event store needs (a generated position, stream and version unique
 together, a unique event id, JSON data and metadata) and nothing else: no expected-version check, no
-hash chain, no ordering guarantee for readers. Each writer thread has its own connection.
+hash chain, no ordering guarantee for readers. Each writer thread has its own connection. Opening a
+contender creates the table and the connections; leaving it closes them.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 
-from tests.bench.timing import Budget, Rate, measure, one_event_per_call
+from tests.bench.timing import Contender, one_event_per_call
 from tests.bench.workload import EXECUTION_EVENTS, Execution, build_executions
 
 PG_TABLE = """
@@ -50,40 +53,46 @@ PG_INSERT = INSERT.format("%s")
 SQLITE_INSERT = INSERT.format("?")
 
 
-def postgres_baseline(url: str, schema: str, writers: int, budget: Budget) -> Rate:
+@contextmanager
+def postgres_baseline(url: str, schema: str, writers: int) -> Iterator[Contender[Execution]]:
     """Plain psycopg 3: ``execute(INSERT)`` then ``commit()`` per event (BEGIN, INSERT, COMMIT)."""
     options = f"-c search_path={schema}"
     with psycopg.connect(url, autocommit=True, options=options) as conn:
         conn.execute(PG_TABLE)
-    conns = [psycopg.connect(url, options=options) for _ in range(writers)]
-
-    def append_one(index: int, execution: Execution, version: int) -> None:
-        conn = conns[index]
-        event = execution.events[version]
-        conn.execute(
-            PG_INSERT,
-            (
-                execution.stream,
-                version,
-                event.id,
-                event.type,
-                event.data_json,
-                event.metadata_json,
-                event.time,
-            ),
-        )
-        conn.commit()
-
+    conns: list[psycopg.Connection] = []
     try:
-        return measure(
-            writers, build_executions, EXECUTION_EVENTS, one_event_per_call(append_one), budget
+        conns.extend(psycopg.connect(url, options=options) for _ in range(writers))
+
+        def append_one(index: int, execution: Execution, version: int) -> None:
+            conn = conns[index]
+            event = execution.events[version]
+            conn.execute(
+                PG_INSERT,
+                (
+                    execution.stream,
+                    version,
+                    event.id,
+                    event.type,
+                    event.data_json,
+                    event.metadata_json,
+                    event.time,
+                ),
+            )
+            conn.commit()
+
+        yield Contender(
+            "baseline: INSERT + commit, psycopg 3",
+            build_executions,
+            EXECUTION_EVENTS,
+            one_event_per_call(append_one),
         )
     finally:
         for conn in conns:
             conn.close()
 
 
-def sqlite_baseline(path: str, synchronous: str, writers: int, budget: Budget) -> Rate:
+@contextmanager
+def sqlite_baseline(path: str, synchronous: str, writers: int) -> Iterator[Contender[Execution]]:
     """Plain sqlite3 in WAL mode: ``BEGIN IMMEDIATE``, INSERT, ``COMMIT`` per event."""
 
     def connect() -> sqlite3.Connection:
@@ -94,31 +103,37 @@ def sqlite_baseline(path: str, synchronous: str, writers: int, budget: Budget) -
         return conn
 
     setup = connect()
-    setup.execute(SQLITE_TABLE)
-    setup.close()
-    conns = [connect() for _ in range(writers)]
-
-    def append_one(index: int, execution: Execution, version: int) -> None:
-        conn = conns[index]
-        event = execution.events[version]
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute(
-            SQLITE_INSERT,
-            (
-                execution.stream,
-                version,
-                str(event.id),
-                event.type,
-                event.data_json,
-                event.metadata_json,
-                event.time.isoformat(timespec="microseconds"),
-            ),
-        )
-        conn.execute("COMMIT")
-
     try:
-        return measure(
-            writers, build_executions, EXECUTION_EVENTS, one_event_per_call(append_one), budget
+        setup.execute(SQLITE_TABLE)
+    finally:
+        setup.close()
+    conns: list[sqlite3.Connection] = []
+    try:
+        conns.extend(connect() for _ in range(writers))
+
+        def append_one(index: int, execution: Execution, version: int) -> None:
+            conn = conns[index]
+            event = execution.events[version]
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                SQLITE_INSERT,
+                (
+                    execution.stream,
+                    version,
+                    str(event.id),
+                    event.type,
+                    event.data_json,
+                    event.metadata_json,
+                    event.time.isoformat(timespec="microseconds"),
+                ),
+            )
+            conn.execute("COMMIT")
+
+        yield Contender(
+            "baseline: BEGIN IMMEDIATE + INSERT + COMMIT",
+            build_executions,
+            EXECUTION_EVENTS,
+            one_event_per_call(append_one),
         )
     finally:
         for conn in conns:

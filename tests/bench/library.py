@@ -10,7 +10,8 @@ INSERT, pipelined.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from importlib.metadata import version as package_version
 from time import perf_counter
 
@@ -18,14 +19,17 @@ from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from psycopg.conninfo import conninfo_to_dict
 
-from tests.bench.timing import Budget, Rate, measure
+from tests.bench.timing import Contender
 from tests.bench.workload import EXECUTION_EVENTS, Execution, build_executions
 
 LABEL = f"eventsourcing {package_version('eventsourcing')}"
 API = "PostgresApplicationRecorder.insert_events, 1 StoredEvent per call"
 
 
-def _stored(execution: Execution) -> list[StoredEvent]:
+Stored = list[StoredEvent]  # one execution's events
+
+
+def _stored(execution: Execution) -> Stored:
     return [
         StoredEvent(
             originator_id=execution.execution_id,
@@ -37,11 +41,12 @@ def _stored(execution: Execution) -> list[StoredEvent]:
     ]
 
 
-def _build(count: int) -> list[list[StoredEvent]]:
+def _build(count: int) -> list[Stored]:
     return [_stored(e) for e in build_executions(count)]
 
 
-def eventsourcing_writers(url: str, schema: str, writers: int, budget: Budget) -> Rate:
+@contextmanager
+def eventsourcing_writers(url: str, schema: str, writers: int) -> Iterator[Contender[Stored]]:
     params = conninfo_to_dict(url)
     datastore = PostgresDatastore(
         dbname=str(params["dbname"]),
@@ -56,16 +61,16 @@ def eventsourcing_writers(url: str, schema: str, writers: int, budget: Budget) -
         recorder = PostgresApplicationRecorder(datastore, events_table_name="stored_events")
         recorder.create_table()
 
-        def write(_: int, executions: Sequence[list[StoredEvent]], deadline: float) -> int:
+        def write(_: int, executions: Sequence[Stored], deadline: float) -> int:
             written = 0
             for stored in executions:
                 for event in stored:
                     recorder.insert_events([event])
-                    written += 1
                     if perf_counter() >= deadline:
                         return written
+                    written += 1
             return written
 
-        return measure(writers, _build, EXECUTION_EVENTS, write, budget)
+        yield Contender(f"{LABEL}: recorder, 1 event/call", _build, EXECUTION_EVENTS, write)
     finally:
         datastore.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tests.bench.store_bench import READ_LIMIT, WRITER_COUNTS, StoreFigures
-from tests.bench.timing import Rate
+from tests.bench.timing import Rate, Rounds, round_ratios
 
 BATCH_TARGET = 50_000
 READ_TARGET = 150_000
@@ -27,19 +27,28 @@ class Section:
     serialized_writers: bool = False  # SQLite: one writer at a time, so 4 writers take turns
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    baseline: dict[int, Rate] = field(default_factory=dict)
-    library: dict[int, Rate] = field(default_factory=dict)
-    store: dict[int, Rate] = field(default_factory=dict)
+    # The interleaved single-event contenders, by writer count.
+    baseline: dict[int, Rounds] = field(default_factory=dict)
+    library: dict[int, Rounds] = field(default_factory=dict)
+    store: dict[int, Rounds] = field(default_factory=dict)
+    figures: StoreFigures | None = None  # the store's batch and catch-up runs
 
     def add(self, label: str, writers: int, rate: Rate, note: str = "") -> None:
         if writers > 1 and self.serialized_writers:
             note = f"{note}; serialized" if note else "serialized (one writer at a time)"
         self.rows.append(Row(label, writers, rate, note))
 
+    def add_rounds(self, label: str, writers: int, rounds: Rounds) -> None:
+        """A row of totals over the rounds, flagged if pre-built work ran out in any of them."""
+        note = (
+            f"ran out of work in {rounds.short} of {len(rounds.rates)} rounds"
+            if rounds.short
+            else ""
+        )
+        self.add(label, writers, rounds.total, note)
+
     def add_store(self, figures: StoreFigures) -> None:
-        for writers, rate in figures.writers.items():
-            self.store[writers] = rate
-            self.add("store: append 1 event/call, exact expected ver.", writers, rate)
+        self.figures = figures
         self.add(
             "store: batch append, 100 events/call",
             1,
@@ -84,23 +93,40 @@ def render(section: Section) -> str:
         f"  {'ratio of events/s':<{LABEL_WIDTH}}"
         + "".join(f"{f'{n} writer' + ('s' if n > 1 else ''):>16}" for n in WRITER_COUNTS)
     )
-    lines.append(_ratio_line("store / baseline", section.store, section.baseline, RATIO_TARGET))
+    lines.extend(_ratio_lines("store / baseline", section.store, section.baseline, RATIO_TARGET))
     if section.library:
-        lines.append(_ratio_line("store / eventsourcing", section.store, section.library, None))
+        lines.extend(_ratio_lines("store / eventsourcing", section.store, section.library, None))
     lines.extend(f"  note: {note}" for note in section.notes)
     return "\n".join(lines)
 
 
-def _ratio_line(
-    label: str, top: dict[int, Rate], bottom: dict[int, Rate], target: float | None
-) -> str:
-    cells = []
+def _ratio_lines(
+    label: str, top: dict[int, Rounds], bottom: dict[int, Rounds], target: float | None
+) -> list[str]:
+    """The ratio of the totals (with its verdict), then the median and range of round ratios."""
+    totals, medians, ranges = [], [], []
+    rounds = 0
     for n in WRITER_COUNTS:
-        if n in top and n in bottom and bottom[n].per_second > 0:
-            ratio = top[n].per_second / bottom[n].per_second
-            verdict = f" {_verdict(ratio, target)}" if target is not None else ""
-            cells.append(f"{ratio:.2f}x{verdict}".rjust(16))
-        else:
-            cells.append("-".rjust(16))
+        spread = round_ratios(top[n], bottom[n]) if n in top and n in bottom else None
+        total_bottom = bottom[n].total.per_second if n in bottom else 0.0
+        if spread is None or total_bottom <= 0:
+            totals.append("-")
+            medians.append("-")
+            ranges.append("-")
+            continue
+        rounds = len(bottom[n].rates)
+        ratio = top[n].total.per_second / total_bottom
+        verdict = f" {_verdict(ratio, target)}" if target is not None else ""
+        totals.append(f"{ratio:.2f}x{verdict}")
+        medians.append(f"{spread.median:.2f}x")
+        ranges.append(f"{spread.low:.2f}-{spread.high:.2f}x")
     suffix = f"  target ≥ {target:.2f}x" if target is not None else ""
-    return f"    {label:<{LABEL_WIDTH - 2}}{''.join(cells)}{suffix}"
+    return [
+        _cells(f"  {label}, totals", totals) + suffix,
+        _cells(f"    median of {rounds} rounds", medians),
+        _cells("    lowest-highest round", ranges),
+    ]
+
+
+def _cells(label: str, cells: list[str]) -> str:
+    return f"  {label:<{LABEL_WIDTH}}{''.join(cell.rjust(16) for cell in cells)}"

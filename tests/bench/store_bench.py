@@ -1,18 +1,21 @@
 """Our event store under the benchmark workloads, on whichever backend ``open_fresh`` gives.
 
-Writers append each event of an execution in its own call with the exact expected version, sharing
-one store object across threads. The batch run appends a 100-event execution per call. The catch-up
-run seeds a fresh store with batch appends, then reads the whole feed with ``read_all``.
+``store_appends`` is the store as a contender beside the baselines: writers append each event of an
+execution in its own call with the exact expected version, sharing one store object across threads.
+The batch run appends a 100-event execution per call. The catch-up run seeds a fresh store with
+batch appends, then reads the whole feed with ``read_all``. Those two have nothing to be compared
+with, so ``run_store_bench`` times each once, in a fresh store of its own.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from events.store import NO_STREAM, EventStore
-from tests.bench.timing import Budget, Rate, measure, one_event_per_call
+from tests.bench.timing import Budget, Contender, Rate, measure, one_event_per_call
 from tests.bench.workload import (
     EXECUTION_EVENTS,
     LONG_EXECUTION_EVENTS,
@@ -39,18 +42,29 @@ class CatchUp:
 
 @dataclass(frozen=True, slots=True)
 class StoreFigures:
-    writers: dict[int, Rate]
     batch: Rate
     catch_up: CatchUp
 
 
-def store_writers(store: EventStore, writers: int, budget: Budget) -> Rate:
-    def append_one(_: int, execution: Execution, version: int) -> None:
-        store.append(execution.stream, [execution.events[version]], version - 1)
+@contextmanager
+def store_appends(
+    open_fresh: Callable[[str], EventStore], name: str
+) -> Iterator[Contender[Execution]]:
+    """A fresh store, one event per ``append``; every writer thread uses the same store object."""
+    store = open_fresh(name)
+    try:
 
-    return measure(
-        writers, build_executions, EXECUTION_EVENTS, one_event_per_call(append_one), budget
-    )
+        def append_one(_: int, execution: Execution, version: int) -> None:
+            store.append(execution.stream, [execution.events[version]], version - 1)
+
+        yield Contender(
+            "store: append 1 event/call, exact expected ver.",
+            build_executions,
+            EXECUTION_EVENTS,
+            one_event_per_call(append_one),
+        )
+    finally:
+        store.close()
 
 
 def store_batch(store: EventStore, budget: Budget) -> Rate:
@@ -60,9 +74,9 @@ def store_batch(store: EventStore, budget: Budget) -> Rate:
         written = 0
         for execution in executions:
             store.append(execution.stream, execution.events, NO_STREAM)
-            written += len(execution.events)
             if time.perf_counter() >= deadline:
                 break
+            written += len(execution.events)
         return written
 
     return measure(1, LongExecutions().build_many, LONG_EXECUTION_EVENTS, write, budget)
@@ -112,13 +126,9 @@ def run_store_bench(
     budget: Budget,
     progress: Callable[[str], None] = lambda step: None,
 ) -> StoreFigures:
-    """Every store measurement; ``open_fresh(name)`` gives an empty, set-up store for each part."""
-    writers: dict[int, Rate] = {}
-    store = open_fresh("store")
+    """The batch and catch-up measurements; ``open_fresh(name)`` gives an empty, set-up store."""
+    store = open_fresh("batch")
     try:
-        for count in WRITER_COUNTS:
-            progress(f"store, {count} writer(s)")
-            writers[count] = store_writers(store, count, budget)
         progress("store, batch append")
         batch = store_batch(store, budget)
     finally:
@@ -129,4 +139,4 @@ def run_store_bench(
         caught_up = catch_up(reader, budget)
     finally:
         reader.close()
-    return StoreFigures(writers, batch, caught_up)
+    return StoreFigures(batch, caught_up)

@@ -1,31 +1,37 @@
-"""The benchmark still runs: the quick store part on both backends gives figures and reads back all.
+"""The benchmark still runs: the quick run on both backends gives figures and reads back all.
 
 No timing is asserted here; ``python -m tests.bench`` is where figures are read.
 """
 
 from __future__ import annotations
 
-from tests.bench.places import PostgresSchemas, SQLiteFiles
-from tests.bench.store_bench import WRITER_COUNTS, StoreFigures, run_store_bench
+from tests.bench.backends import run_postgres, run_sqlite
+from tests.bench.report import Section, render
+from tests.bench.store_bench import WRITER_COUNTS
 from tests.bench.timing import QUICK
 from tests.conftest import require_postgres
 
 
-def _assert_figures(figures: StoreFigures) -> None:
-    assert sorted(figures.writers) == sorted(WRITER_COUNTS)
-    for rate in [*figures.writers.values(), figures.batch, figures.catch_up.rate]:
-        assert rate.events > 0
-        assert rate.per_second > 0
-    assert figures.catch_up.seeded >= QUICK.read_events
-    assert figures.catch_up.rate.events == figures.catch_up.seeded
+def _assert_figures(section: Section, with_library: bool) -> None:
+    contenders = [section.baseline, section.store] + ([section.library] if with_library else [])
+    for by_writers in contenders:
+        assert sorted(by_writers) == sorted(WRITER_COUNTS)
+        for rounds in by_writers.values():
+            assert len(rounds.rates) == QUICK.rounds
+            assert all(rate.events > 0 for rate in rounds.rates)
+    for row in section.rows:
+        assert row.rate.events > 0, row
+        assert row.rate.per_second > 0, row
+    assert section.figures is not None
+    assert section.figures.catch_up.seeded >= QUICK.read_events
+    assert section.figures.catch_up.complete  # read_all gave back every seeded event
+    render(section)
 
 
-def test_quick_store_bench_on_sqlite() -> None:
-    with SQLiteFiles() as files:
-        _assert_figures(run_store_bench(files.open_store, QUICK))
+def test_quick_bench_on_sqlite() -> None:
+    _assert_figures(run_sqlite(QUICK), with_library=False)
 
 
-def test_quick_store_bench_on_postgres() -> None:
+def test_quick_bench_on_postgres() -> None:
     url = require_postgres()
-    with PostgresSchemas(url) as schemas:
-        _assert_figures(run_store_bench(schemas.open_store, QUICK))
+    _assert_figures(run_postgres(url, QUICK), with_library=True)

@@ -167,3 +167,26 @@ def test_postgres_refuses_update_and_delete(pg_store_url: str, pg_schema: str, s
             conn.execute("TRUNCATE events")
     assert len(store.read_stream("execution-1")) == 2
     store.close()
+
+
+def test_feed_status_names_the_transaction_that_holds_readers_back(pg_store_url: str) -> None:
+    store = PostgresEventStore(pg_store_url)
+    store.setup()
+    url = pg_store_url.split("?")[0]
+    try:
+        store.append("execution-before", progress(1), NO_STREAM)
+        with psycopg.connect(url, application_name="long-report") as blocker:
+            blocker.execute("CREATE TEMP TABLE hold (x int)")  # a write: it takes an xid
+            blocker.execute("INSERT INTO hold VALUES (1)")
+            after = store.append("execution-after", progress(1), NO_STREAM)
+
+            status = store.feed_status()
+            assert status.held_back
+            assert status.newest_position == after.first_position
+            assert status.readable_head < after.first_position
+            assert any(f"pid {blocker.info.backend_pid} " in b for b in status.held_back_by)
+            blocker.rollback()
+        assert store.wait_for(after.first_position - 1, timeout=5)
+        assert not store.feed_status().held_back
+    finally:
+        store.close()

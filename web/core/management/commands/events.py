@@ -1,4 +1,4 @@
-"""``magictoolbox events tail|show``: follow the global feed, or print one stream."""
+"""``magictoolbox events tail|show|status``: follow the feed, print a stream, show the head."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class Command(BaseCommand):
     help = "Follow the global event feed (tail) or print one stream's events (show)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        actions = parser.add_subparsers(dest="action", required=True, metavar="{tail,show}")
+        actions = parser.add_subparsers(dest="action", required=True, metavar="{tail,show,status}")
 
         tail = actions.add_parser("tail", help="print events as they are appended")
         tail.add_argument(
@@ -50,10 +50,17 @@ class Command(BaseCommand):
         show.add_argument("--json", action="store_true", help="one CloudEvent JSON per line")
         add_store_argument(show)
 
+        status = actions.add_parser(
+            "status", help="the feed's head, and what holds readers back if anything does"
+        )
+        add_store_argument(status)
+
     def handle(self, *args: Any, **options: Any) -> None:
         with opened_store(options["store"]) as store:
             if options["action"] == "tail":
                 self.tail(store, options)
+            elif options["action"] == "status":
+                self.status(store)
             else:
                 self.show(store, options["stream"], as_json=options["json"])
 
@@ -90,6 +97,17 @@ class Command(BaseCommand):
                 store.wait_for(position, timeout)
         except KeyboardInterrupt:
             self.stdout.flush()
+
+    def status(self, store: EventStore) -> None:
+        status = store.feed_status()
+        self.stdout.write(f"readable head: {status.readable_head}")
+        self.stdout.write(f"newest event:  {status.newest_position}")
+        if status.held_back:
+            self.stdout.write(
+                "readers wait for these open write transactions to end (they never skip):"
+            )
+            for blocker in status.held_back_by:
+                self.stdout.write(f"  {blocker}")
 
     def show(self, store: EventStore, stream: str, *, as_json: bool) -> None:
         try:
