@@ -94,3 +94,28 @@ def resolve_duplicates(
         last_position=rows[-1].position,
         duplicate=True,
     )
+
+
+class KnownHeads:
+    """The last (version, hash) of streams a store object wrote or read.
+
+    It lets an append chain its hashes without first asking for the previous event's hash. It may
+    be out of date, never wrong: a stored version's hash never changes, and the insert itself
+    checks the stream's state (the (stream, version) unique constraint; on PostgreSQL also the
+    previous hash), so an outdated entry costs a refused append and a fresh read, nothing else.
+    """
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._capacity = capacity
+        self._heads: dict[str, tuple[int, bytes]] = {}
+
+    def get(self, stream: str) -> tuple[int, bytes] | None:
+        return self._heads.get(stream)
+
+    def remember(self, stream: str, version: int, last_hash: bytes) -> None:
+        if len(self._heads) >= self._capacity:
+            self._heads.clear()  # crude, but an evicted head only costs one query
+        self._heads[stream] = (version, last_hash)
+
+    def forget(self, stream: str) -> None:
+        self._heads.pop(stream, None)

@@ -23,17 +23,17 @@ from uuid import UUID
 import psycopg
 from psycopg import errors as pg_errors
 
-from events.appending import StoredIdentity, check_batch, resolve_duplicates
+from events.appending import KnownHeads, StoredIdentity, check_batch, resolve_duplicates
 from events.audit import verify_rows
 from events.catalog import Catalog, catalog as execution_catalog
-from events.envelope import NewEvent, RecordedEvent, recorded_event
+from events.envelope import GENESIS_HASH, NewEvent, RecordedEvent, chain, recorded_event
 from events.errors import EventStoreError, WrongExpectedVersion
 from events.store import ANY, NO_STREAM, AppendResult, FeedStatus, VerifyReport
 
 SQL_FILES = ("events-table.sql", "immutable-events.sql", "take-positions.sql")
 _SQL = {
     name: resources.files("events.sql").joinpath(name).read_text()
-    for name in (*SQL_FILES, "append-event.sql", "append-batch.sql", "read-feed.sql")
+    for name in (*SQL_FILES, "append-events.sql", "read-feed.sql")
 }
 # data and metadata as the exact stored text: recorded_event() parses them, verify hashes them.
 COLUMNS = (
@@ -86,6 +86,7 @@ class PostgresEventStore:
         self._local = threading.local()
         self._connections: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
         self._poll_interval = poll_interval
+        self._heads = KnownHeads()
         self._closed = threading.Event()
         self._notify_pending = threading.Event()
         self._threads: dict[str, threading.Thread] = {}
@@ -138,36 +139,37 @@ class PostgresEventStore:
         # "Any" version: aim at the current head; if another writer moves it first, aim again.
         for _ in range(100):
             try:
-                return self._append(stream, events, self.stream_version(stream))
+                return self._append(stream, events, self._read_head(stream)[0])
             except WrongExpectedVersion:
                 continue
         raise EventStoreError(f"stream {stream!r} kept moving; gave up appending at any version")
 
+    def _previous_hash(self, stream: str, expected_version: int) -> bytes | None:
+        """The hash of the stream's event at ``expected_version``, or None if there is none."""
+        if expected_version == NO_STREAM:
+            return GENESIS_HASH
+        known = self._heads.get(stream)
+        if known is not None and known[0] == expected_version:
+            return known[1]
+        version, previous = self._read_head(stream)
+        return previous if version == expected_version else None
+
     def _append(
         self, stream: str, events: Sequence[NewEvent], expected_version: int
     ) -> AppendResult:
+        previous = self._previous_hash(stream, expected_version)
         first = expected_version + 1
-        if len(events) == 1:
-            e = events[0]
-            sql = _SQL["append-event.sql"]
-            params: dict[str, object] = {
-                "stream": stream,
-                "version": first,
-                "id": e.id,
-                "type": e.type,
-                "schema_version": e.schema_version,
-                "time": e.time,
-                "data": e.data_json,
-                "source": e.source,
-                "subject": e.subject,
-                "metadata": e.metadata_json,
-                "digest": e.digest(stream, first),
-            }
-        else:
-            sql = _SQL["append-batch.sql"]
+        hashes: list[bytes] = []
+        positions = []
+        if previous is not None:
+            link = previous
+            for offset, event in enumerate(events):
+                link = chain(link, event.digest(stream, first + offset))
+                hashes.append(link)
             params = {
                 "stream": stream,
                 "version": first,
+                "previous": previous,
                 "ids": [e.id for e in events],
                 "types": [e.type for e in events],
                 "schema_versions": [e.schema_version for e in events],
@@ -176,24 +178,25 @@ class PostgresEventStore:
                 "sources": [e.source for e in events],
                 "subjects": [e.subject for e in events],
                 "metadata": [e.metadata_json for e in events],
-                "digests": [e.digest(stream, first + i) for i, e in enumerate(events)],
+                "hashes": hashes,
             }
-        with self._connection() as conn:
-            try:
-                positions = self._write(conn, sql, params)
-            except psycopg.Error as exc:
-                # Release the position lock in case the error struck while it was held.
-                conn.execute("SELECT pg_advisory_unlock_all()")
-                if not isinstance(exc, pg_errors.UniqueViolation):
-                    raise
-                positions = []
+            with self._connection() as conn:
+                try:
+                    positions = self._write(conn, _SQL["append-events.sql"], params)
+                except psycopg.Error as exc:
+                    # Release the position lock in case the error struck while it was held.
+                    conn.execute("SELECT pg_advisory_unlock_all()")
+                    if not isinstance(exc, pg_errors.UniqueViolation):
+                        raise
         if not positions:
             # Either the stream is not at the expected version, or these events are a retry of
             # an append that was stored already (perhaps by a concurrent writer).
+            self._heads.forget(stream)
             stored = self._stored_identities(events)
             if stored:
                 return resolve_duplicates(stream, events, stored)
-            raise WrongExpectedVersion(stream, expected_version, self.stream_version(stream))
+            raise WrongExpectedVersion(stream, expected_version, self._read_head(stream)[0])
+        self._heads.remember(stream, first + len(events) - 1, hashes[-1])
         self._signal_appended()
         return AppendResult(
             stream=stream,
@@ -202,6 +205,18 @@ class PostgresEventStore:
             first_position=positions[0][0],
             last_position=positions[-1][0],
         )
+
+    def _read_head(self, stream: str) -> tuple[int, bytes]:
+        """The stream's last version and hash, from the table (NO_STREAM and the genesis hash)."""
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT version, hash FROM events WHERE stream = %s ORDER BY version DESC LIMIT 1",
+                (stream,),
+            ).fetchone()
+        if row is None:
+            return NO_STREAM, GENESIS_HASH
+        self._heads.remember(stream, row[0], row[1])
+        return row[0], row[1]
 
     def _write(self, conn: psycopg.Connection, sql: str, params: dict[str, object]) -> list:
         """Insert (and so commit); the one seam where tests inject slow or failing transactions."""
@@ -220,8 +235,10 @@ class PostgresEventStore:
         with self._appended:
             self._generation += 1
             self._appended.notify_all()
-        self._start("notify", self._notify_loop)
-        self._notify_pending.set()
+        if "notify" not in self._threads:
+            self._start("notify", self._notify_loop)
+        if not self._notify_pending.is_set():
+            self._notify_pending.set()
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -233,7 +250,10 @@ class PostgresEventStore:
                 "ORDER BY version",
                 (stream, from_version),
             )
-            return cur.fetchall()
+            events = cur.fetchall()
+        if events:  # a writer usually reads a stream, then appends to it
+            self._heads.remember(stream, events[-1].version, events[-1].hash)
+        return events
 
     def read_all(
         self,

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from uuid import UUID
 
-from events.appending import StoredIdentity, check_batch, resolve_duplicates
+from events.appending import KnownHeads, StoredIdentity, check_batch, resolve_duplicates
 from events.audit import verify_rows
 from events.catalog import Catalog, catalog as execution_catalog
 from events.envelope import GENESIS_HASH, NewEvent, RecordedEvent, chain, recorded_event
@@ -48,7 +48,6 @@ COLUMNS = (
     "metadata, hash"
 )
 
-HEADS_REMEMBERED = 10_000
 # WAL with synchronous=FULL: every commit is on disk before append returns (events are the truth).
 SYNCHRONOUS = "FULL"
 
@@ -71,10 +70,7 @@ class SQLiteEventStore:
         self._appended = threading.Condition()
         self._generation = 0
         self._poll_interval = poll_interval
-        # Last (version, hash) of streams this object wrote or read: an append at that version
-        # needs no query for its previous hash. Safe to be stale, never wrong: a stored version's
-        # hash never changes, and a stream that moved on meets the UNIQUE (stream, version).
-        self._heads: dict[str, tuple[int, bytes]] = {}
+        self._heads = KnownHeads()
 
     @classmethod
     def from_url(cls, url: str, **options: object) -> SQLiteEventStore:
@@ -137,7 +133,7 @@ class SQLiteEventStore:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-        self._remember_head(stream, result.last_version, last_hash)
+        self._heads.remember(stream, result.last_version, last_hash)
         with self._appended:
             self._generation += 1
             self._appended.notify_all()
@@ -216,11 +212,6 @@ class SQLiteEventStore:
         ).fetchall()
         return {UUID(r[0]): StoredIdentity(*r[1:]) for r in rows}
 
-    def _remember_head(self, stream: str, version: int, last_hash: bytes) -> None:
-        if len(self._heads) >= HEADS_REMEMBERED:
-            self._heads.clear()
-        self._heads[stream] = (version, last_hash)
-
     # -- reading -----------------------------------------------------------------------------
 
     def read_stream(self, stream: str, from_version: int = 0) -> list[RecordedEvent]:
@@ -230,7 +221,7 @@ class SQLiteEventStore:
         )
         events = [_row_to_event(r) for r in rows]
         if events:  # a writer usually reads a stream, then appends to it
-            self._remember_head(stream, events[-1].version, events[-1].hash)
+            self._heads.remember(stream, events[-1].version, events[-1].hash)
         return events
 
     def read_all(

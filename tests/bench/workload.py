@@ -10,7 +10,7 @@ reported separately.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -89,19 +89,8 @@ class LongExecutions:
         execution_id = uuid4()
         subject = execution_subject("image", "image-rotate", execution_id)
         submitted, uploaded, processing, completed = _lifecycle(execution_id, subject)
-        progress = [
-            NewEvent(
-                p.type,
-                p.data_json,
-                p.schema_version,
-                uuid4(),
-                p.source,
-                subject,
-                p.metadata,
-                p.time,
-            )
-            for p in self._progress
-        ]
+        # replace() keeps new_event's validation mark: the payload is the same validated object.
+        progress = [replace(p, id=uuid4(), subject=subject) for p in self._progress]
         events = (submitted, uploaded, processing, *progress, completed)
         return Execution(execution_id, execution_stream(execution_id), events)
 
