@@ -33,7 +33,7 @@ from events.store import ANY, NO_STREAM, AppendResult, FeedStatus, VerifyReport
 SQL_FILES = ("events-table.sql", "immutable-events.sql", "take-positions.sql")
 _SQL = {
     name: resources.files("events.sql").joinpath(name).read_text()
-    for name in (*SQL_FILES, "append-events.sql", "read-feed.sql")
+    for name in (*SQL_FILES, "append-event.sql", "append-events.sql", "read-feed.sql")
 }
 # data and metadata as the exact stored text: recorded_event() parses them, verify hashes them.
 COLUMNS = (
@@ -61,6 +61,42 @@ def split_url(url: str) -> tuple[str, str]:
     if not _SCHEMA_RE.match(schema):
         raise ValueError(f"invalid schema name {schema!r}")
     return urlunsplit(parts._replace(query=rest)), schema
+
+
+def _insert(
+    stream: str, first: int, previous: bytes, events: Sequence[NewEvent], hashes: list[bytes]
+) -> tuple[str, dict[str, object]]:
+    """The INSERT for an append and its parameters: scalars for one event, arrays for more."""
+    if len(events) == 1:
+        e = events[0]
+        return _SQL["append-event.sql"], {
+            "stream": stream,
+            "version": first,
+            "previous": previous,
+            "id": e.id,
+            "type": e.type,
+            "schema_version": e.schema_version,
+            "time": e.time,
+            "data": e.data_json,
+            "source": e.source,
+            "subject": e.subject,
+            "metadata": e.metadata_json,
+            "hash": hashes[0],
+        }
+    return _SQL["append-events.sql"], {
+        "stream": stream,
+        "version": first,
+        "previous": previous,
+        "ids": [e.id for e in events],
+        "types": [e.type for e in events],
+        "schema_versions": [e.schema_version for e in events],
+        "times": [e.time for e in events],
+        "data": [e.data_json for e in events],
+        "sources": [e.source for e in events],
+        "subjects": [e.subject for e in events],
+        "metadata": [e.metadata_json for e in events],
+        "hashes": hashes,
+    }
 
 
 class PostgresEventStore:
@@ -166,23 +202,10 @@ class PostgresEventStore:
             for offset, event in enumerate(events):
                 link = chain(link, event.digest(stream, first + offset))
                 hashes.append(link)
-            params = {
-                "stream": stream,
-                "version": first,
-                "previous": previous,
-                "ids": [e.id for e in events],
-                "types": [e.type for e in events],
-                "schema_versions": [e.schema_version for e in events],
-                "times": [e.time for e in events],
-                "data": [e.data_json for e in events],
-                "sources": [e.source for e in events],
-                "subjects": [e.subject for e in events],
-                "metadata": [e.metadata_json for e in events],
-                "hashes": hashes,
-            }
+            sql, params = _insert(stream, first, previous, events, hashes)
             with self._connection() as conn:
                 try:
-                    positions = self._write(conn, _SQL["append-events.sql"], params)
+                    positions = self._write(conn, sql, params)
                 except psycopg.Error as exc:
                     # Release the position lock in case the error struck while it was held.
                     conn.execute("SELECT pg_advisory_unlock_all()")
