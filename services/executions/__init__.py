@@ -1,0 +1,1 @@
+"""The execution lifecycle: a pure decider (commands → events) and the service that runs it."""

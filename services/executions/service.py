@@ -1,0 +1,161 @@
+"""The command service: the only writer of execution streams.
+
+load the stream → fold it with ``evolve`` → ``decide`` → append at the version that was read. If
+another writer appended in between, the append is refused (optimistic concurrency); the service
+reads again and decides again, so two workers racing to start one execution produce exactly one
+``Processing`` and the loser gets the domain error its command now deserves.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from uuid import UUID, uuid4
+
+from events.envelope import (
+    DEFAULT_SOURCE,
+    NewEvent,
+    RecordedEvent,
+    execution_stream,
+    execution_subject,
+    new_event,
+)
+from events.errors import WrongExpectedVersion
+from events.store import NO_STREAM, AppendResult, EventStore
+from services.executions.commands import Command, Submit
+from services.executions.decider import ExecutionState, decide, evolve, initial_state
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = timedelta(minutes=5)
+# How long an attempt may run before the sweeper times it out, by tool category.
+CATEGORY_TIMEOUTS: Mapping[str, timedelta] = {"video": timedelta(minutes=30)}
+
+
+class ConcurrencyConflict(Exception):
+    """Other writers kept moving the stream; the command was decided too many times."""
+
+    code = "concurrency_conflict"
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    """Who caused a command: carried into every event's CloudEvents extensions."""
+
+    correlation_id: str | None = None  # the conversation; defaults to the execution id
+    causation_id: str | None = None  # the event or request that caused this command
+    traceparent: str | None = None  # W3C trace context
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    state: ExecutionState  # after the command
+    version: int  # the stream's last version after the command
+    events: tuple[NewEvent, ...]  # what the command appended
+    append: AppendResult
+
+
+def new_traceparent() -> str:
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def timeout_for(
+    category: str, tool: str, overrides: Mapping[str, timedelta] | None = None
+) -> timedelta:
+    """The deadline for one attempt of a tool: per tool, then per category, then the default."""
+    if overrides and tool in overrides:
+        return overrides[tool]
+    return CATEGORY_TIMEOUTS.get(category, DEFAULT_TIMEOUT)
+
+
+class ExecutionService:
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        source: str = DEFAULT_SOURCE,
+        max_conflict_retries: int = 10,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.source = source
+        self.max_conflict_retries = max_conflict_retries
+        self.clock = clock
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def history(self, execution_id: UUID) -> list[RecordedEvent]:
+        return self.store.read_stream(execution_stream(execution_id))
+
+    def load(self, execution_id: UUID) -> tuple[ExecutionState, int]:
+        """The execution's current state and its stream's last version (-1 when none)."""
+        events = self.history(execution_id)
+        return fold_recorded(events), (events[-1].version if events else NO_STREAM)
+
+    def state_at(
+        self, execution_id: UUID, *, version: int | None = None, at: datetime | None = None
+    ) -> ExecutionState:
+        """Time travel: the state as of a stream version, or as of a moment."""
+        events = self.history(execution_id)
+        if version is not None:
+            events = [e for e in events if e.version <= version]
+        if at is not None:
+            events = [e for e in events if e.time <= at]
+        return fold_recorded(events)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def handle(self, execution_id: UUID, command: Command, trace: Trace | None = None) -> Outcome:
+        """Decide ``command`` against the execution's latest state and append what it yields."""
+        trace = trace or Trace()
+        stream = execution_stream(execution_id)
+        for _ in range(self.max_conflict_retries + 1):
+            state, version = self.load(execution_id)
+            payloads = decide(command, state)  # a DomainError propagates: nothing to write
+            subject = _subject(execution_id, command, state)
+            metadata = {
+                "correlationid": trace.correlation_id or str(execution_id),
+                "traceparent": trace.traceparent or new_traceparent(),
+            }
+            if trace.causation_id:
+                metadata["causationid"] = trace.causation_id
+            now = self.clock()
+            events = [
+                new_event(
+                    p,
+                    subject=subject,
+                    source=self.source,
+                    metadata=metadata,
+                    time=now,
+                    event_id=uuid4(),
+                )
+                for p in payloads
+            ]
+            try:
+                result = self.store.append(stream, events, version)
+            except WrongExpectedVersion:
+                log.debug("%s: stream moved past %s, deciding again", stream, version)
+                continue
+            after = state
+            for payload in payloads:
+                after = evolve(after, payload)
+            return Outcome(after, result.last_version, tuple(events), result)
+        raise ConcurrencyConflict(
+            f"{stream}: {self.max_conflict_retries + 1} attempts lost the race to other writers"
+        )
+
+
+def fold_recorded(events: list[RecordedEvent]) -> ExecutionState:
+    state = initial_state()
+    for event in events:
+        state = evolve(state, event.payload())
+    return state
+
+
+def _subject(execution_id: UUID, command: Command, state: ExecutionState) -> str:
+    if isinstance(command, Submit):
+        return execution_subject(command.category, command.tool, execution_id)
+    return execution_subject(state.category, state.tool, execution_id)
