@@ -39,8 +39,10 @@ def verify_rows(rows: Iterable[tuple]) -> VerifyReport:
             meta,
             stored,
         ) = row
-        if isinstance(when, str):
+        if isinstance(when, str):  # SQLite keeps times as ISO text and ids as 16 bytes
             when = datetime.fromisoformat(when)
+        if isinstance(event_id, bytes):
+            event_id = UUID(bytes=event_id)
         if stream != current:
             current, previous, expected = stream, GENESIS_HASH, 0
             streams += 1
@@ -50,7 +52,7 @@ def verify_rows(rows: Iterable[tuple]) -> VerifyReport:
             reason = f"version {version} where {expected} was expected (a gap)"
         else:
             digest = content_digest(
-                UUID(str(event_id)), stream, version, etype, sv, when, data, source, subject, meta
+                event_id, stream, version, etype, sv, when, data, source, subject, meta
             )
             link = chain(previous, digest)
             if bytes(stored) != link:

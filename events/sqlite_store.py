@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS events (
     position INTEGER PRIMARY KEY AUTOINCREMENT,
     stream TEXT NOT NULL,
     version INTEGER NOT NULL,
-    event_id TEXT NOT NULL UNIQUE,
+    event_id BLOB NOT NULL UNIQUE,  -- the UUID's 16 bytes: parsing text costs readers twice as much
     type TEXT NOT NULL,
     schema_version INTEGER NOT NULL,
     time TEXT NOT NULL,
@@ -54,7 +54,7 @@ SYNCHRONOUS = "FULL"
 
 def _row_to_event(row: tuple) -> RecordedEvent:
     return recorded_event(
-        (*row[:3], UUID(row[3]), *row[4:6], datetime.fromisoformat(row[6]), *row[7:])
+        (*row[:3], UUID(bytes=row[3]), *row[4:6], datetime.fromisoformat(row[6]), *row[7:])
     )
 
 
@@ -174,7 +174,7 @@ class SQLiteEventStore:
                 (
                     stream,
                     version,
-                    str(event.id),
+                    event.id.bytes,
                     event.type,
                     event.schema_version,
                     event.time.isoformat(timespec="microseconds"),
@@ -204,13 +204,13 @@ class SQLiteEventStore:
     def _stored_identities(
         self, conn: sqlite3.Connection, events: Sequence[NewEvent]
     ) -> dict[UUID, StoredIdentity]:
-        ids = [str(e.id) for e in events]
+        ids = [e.id.bytes for e in events]
         rows = conn.execute(
             "SELECT event_id, stream, version, position, type, data, subject FROM events "
             f"WHERE event_id IN ({','.join('?' * len(ids))})",
             ids,
         ).fetchall()
-        return {UUID(r[0]): StoredIdentity(*r[1:]) for r in rows}
+        return {UUID(bytes=r[0]): StoredIdentity(*r[1:]) for r in rows}
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 For each writer count the single-event contenders (the plain-table baseline, eventsourcing where it
 runs, our store) are opened side by side in fresh schemas or files, timed in interleaved rounds by
-``timing.interleave`` and closed again; then the store's batch and catch-up runs follow.
+``timing.interleave`` and closed again. The store's batch append is then timed the same way against
+the batch baseline (one writer each), and the catch-up run follows on its own.
 """
 
 from __future__ import annotations
@@ -16,10 +17,20 @@ from typing import Any
 import psycopg
 
 from events.sqlite_store import SYNCHRONOUS
-from tests.bench.baseline import postgres_baseline, sqlite_baseline
+from tests.bench.baseline import (
+    postgres_baseline,
+    postgres_batch_baseline,
+    sqlite_baseline,
+    sqlite_batch_baseline,
+)
 from tests.bench.places import PostgresSchemas, SQLiteFiles
 from tests.bench.report import Section
-from tests.bench.store_bench import WRITER_COUNTS, run_store_bench, store_appends
+from tests.bench.store_bench import (
+    WRITER_COUNTS,
+    run_catch_up,
+    store_appends,
+    store_batch_appends,
+)
 from tests.bench.timing import Budget, Contender, Rounds, interleave
 
 Progress = Callable[[str], None]
@@ -63,6 +74,23 @@ def compare(
     section.store = results["store"]
 
 
+def compare_batch(
+    section: Section,
+    baseline: AbstractContextManager[Contender[Any]],
+    store: AbstractContextManager[Contender[Any]],
+    budget: Budget,
+    progress: Progress,
+) -> None:
+    """Time the batch baseline and the store's batch append in interleaved rounds, one writer."""
+    with baseline as base, store as ours:
+        progress(
+            f"batch append, {budget.rounds} interleaved rounds of {budget.round_seconds:g} s: "
+            "baseline, store"
+        )
+        base_rounds, store_rounds = interleave(1, [base, ours], budget)
+    section.add_batch(base.label, base_rounds, ours.label, store_rounds)
+
+
 def run_postgres(url: str, budget: Budget, progress: Progress = lambda step: None) -> Section:
     with psycopg.connect(url) as conn:
         server, fsync, sync_commit = (
@@ -91,8 +119,19 @@ def run_postgres(url: str, budget: Budget, progress: Progress = lambda step: Non
             budget,
             lambda step: progress(f"PostgreSQL {step}"),
         )
-        figures = run_store_bench(schemas.open_store, budget, lambda s: progress(f"PostgreSQL {s}"))
-        section.add_store(figures)
+        compare_batch(
+            section,
+            postgres_batch_baseline(url, schemas.new("baseline_batch")),
+            store_batch_appends(schemas.open_store, "batch"),
+            budget,
+            lambda step: progress(f"PostgreSQL {step}"),
+        )
+        section.notes.append(
+            "batch baseline: one autocommit INSERT … SELECT FROM unnest(binary arrays) per "
+            "100 events, one round trip (as the store's batch append)"
+        )
+        caught_up = run_catch_up(schemas.open_store, budget, lambda s: progress(f"PostgreSQL {s}"))
+        section.add_catch_up(caught_up)
     return section
 
 
@@ -111,6 +150,17 @@ def run_sqlite(budget: Budget, progress: Progress = lambda step: None) -> Sectio
             budget,
             lambda step: progress(f"SQLite {step}"),
         )
-        figures = run_store_bench(files.open_store, budget, lambda s: progress(f"SQLite {s}"))
-        section.add_store(figures)
+        compare_batch(
+            section,
+            sqlite_batch_baseline(files.path("baseline_batch"), SYNCHRONOUS),
+            store_batch_appends(files.open_store, "batch"),
+            budget,
+            lambda step: progress(f"SQLite {step}"),
+        )
+        section.notes.append(
+            "batch baseline: BEGIN IMMEDIATE + executemany of 100 rows + COMMIT per 100 events"
+        )
+        section.add_catch_up(
+            run_catch_up(files.open_store, budget, lambda s: progress(f"SQLite {s}"))
+        )
     return section

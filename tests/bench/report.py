@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tests.bench.store_bench import READ_LIMIT, WRITER_COUNTS, StoreFigures
+from tests.bench.store_bench import READ_LIMIT, WRITER_COUNTS, CatchUp
 from tests.bench.timing import Rate, Rounds, round_ratios
 
 BATCH_TARGET = 50_000
@@ -31,31 +31,41 @@ class Section:
     baseline: dict[int, Rounds] = field(default_factory=dict)
     library: dict[int, Rounds] = field(default_factory=dict)
     store: dict[int, Rounds] = field(default_factory=dict)
-    figures: StoreFigures | None = None  # the store's batch and catch-up runs
+    # The interleaved batch contenders (one writer), and the catch-up run.
+    batch_baseline: Rounds | None = None
+    batch_store: Rounds | None = None
+    catch_up: CatchUp | None = None
 
     def add(self, label: str, writers: int, rate: Rate, note: str = "") -> None:
         if writers > 1 and self.serialized_writers:
             note = f"{note}; serialized" if note else "serialized (one writer at a time)"
         self.rows.append(Row(label, writers, rate, note))
 
-    def add_rounds(self, label: str, writers: int, rounds: Rounds) -> None:
+    def add_rounds(self, label: str, writers: int, rounds: Rounds, note: str = "") -> None:
         """A row of totals over the rounds, flagged if pre-built work ran out in any of them."""
-        note = (
-            f"ran out of work in {rounds.short} of {len(rounds.rates)} rounds"
-            if rounds.short
-            else ""
-        )
+        if rounds.short:
+            short = f"ran out of work in {rounds.short} of {len(rounds.rates)} rounds"
+            note = f"{note}; {short}" if note else short
         self.add(label, writers, rounds.total, note)
 
-    def add_store(self, figures: StoreFigures) -> None:
-        self.figures = figures
-        self.add(
-            "store: batch append, 100 events/call",
-            1,
-            figures.batch,
-            _target(figures.batch, BATCH_TARGET),
-        )
-        c = figures.catch_up
+    def add_batch(
+        self, baseline_label: str, baseline: Rounds, store_label: str, store: Rounds
+    ) -> None:
+        """The batch baseline's row, then the store's with its target and its ratio to it."""
+        self.batch_baseline, self.batch_store = baseline, store
+        note = _target(store.total, BATCH_TARGET)
+        spread = round_ratios(store, baseline)
+        if spread is not None and baseline.total.per_second > 0:
+            ratio = store.total.per_second / baseline.total.per_second
+            note += (
+                f"; store/baseline batch {ratio:.2f}x (rounds: median {spread.median:.2f}x, "
+                f"{spread.low:.2f}-{spread.high:.2f}x)"
+            )
+        self.add_rounds(baseline_label, 1, baseline)
+        self.add_rounds(store_label, 1, store, note)
+
+    def add_catch_up(self, c: CatchUp) -> None:
+        self.catch_up = c
         got = "all" if c.complete else f"ONLY {c.rate.events:,} of"
         self.add(
             f"store: read_all from 0, limit {READ_LIMIT}",

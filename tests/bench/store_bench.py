@@ -1,21 +1,28 @@
 """Our event store under the benchmark workloads, on whichever backend ``open_fresh`` gives.
 
-``store_appends`` is the store as a contender beside the baselines: writers append each event of an
-execution in its own call with the exact expected version, sharing one store object across threads.
-The batch run appends a 100-event execution per call. The catch-up run seeds a fresh store with
-batch appends, then reads the whole feed with ``read_all``. Those two have nothing to be compared
-with, so ``run_store_bench`` times each once, in a fresh store of its own.
+``store_appends`` is the store as a contender beside the single-event baselines: writers append
+each event of an execution in its own call with the exact expected version, sharing one store object
+across threads. ``store_batch_appends`` is the store beside the batch baseline: one writer appends
+each 100-event execution in one call. The catch-up run seeds a fresh store with batch appends, then
+reads the whole feed with ``read_all``; it has nothing to be compared with, so ``run_catch_up``
+times it once, in a fresh store of its own.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from events.store import NO_STREAM, EventStore
-from tests.bench.timing import Budget, Contender, Rate, measure, one_event_per_call
+from tests.bench.timing import (
+    Budget,
+    Contender,
+    Rate,
+    one_event_per_call,
+    one_execution_per_call,
+)
 from tests.bench.workload import (
     EXECUTION_EVENTS,
     LONG_EXECUTION_EVENTS,
@@ -40,12 +47,6 @@ class CatchUp:
         return self.rate.events == self.seeded
 
 
-@dataclass(frozen=True, slots=True)
-class StoreFigures:
-    batch: Rate
-    catch_up: CatchUp
-
-
 @contextmanager
 def store_appends(
     open_fresh: Callable[[str], EventStore], name: str
@@ -67,19 +68,25 @@ def store_appends(
         store.close()
 
 
-def store_batch(store: EventStore, budget: Budget) -> Rate:
-    """One writer appending whole 100-event executions, one call (one transaction) each."""
+@contextmanager
+def store_batch_appends(
+    open_fresh: Callable[[str], EventStore], name: str
+) -> Iterator[Contender[Execution]]:
+    """A fresh store; one writer appends each 100-event execution in one call (transaction)."""
+    store = open_fresh(name)
+    try:
 
-    def write(_: int, executions: Sequence[Execution], deadline: float) -> int:
-        written = 0
-        for execution in executions:
+        def append_all(execution: Execution) -> None:
             store.append(execution.stream, execution.events, NO_STREAM)
-            if time.perf_counter() >= deadline:
-                break
-            written += len(execution.events)
-        return written
 
-    return measure(1, LongExecutions().build_many, LONG_EXECUTION_EVENTS, write, budget)
+        yield Contender(
+            "store: batch append, 100 events/call",
+            LongExecutions().build_many,
+            LONG_EXECUTION_EVENTS,
+            one_execution_per_call(append_all),
+        )
+    finally:
+        store.close()
 
 
 def seed(store: EventStore, events: int) -> int:
@@ -121,22 +128,15 @@ def catch_up(store: EventStore, budget: Budget) -> CatchUp:
     return CatchUp(rate, seeded, seed_seconds, calls)
 
 
-def run_store_bench(
+def run_catch_up(
     open_fresh: Callable[[str], EventStore],
     budget: Budget,
     progress: Callable[[str], None] = lambda step: None,
-) -> StoreFigures:
-    """The batch and catch-up measurements; ``open_fresh(name)`` gives an empty, set-up store."""
-    store = open_fresh("batch")
-    try:
-        progress("store, batch append")
-        batch = store_batch(store, budget)
-    finally:
-        store.close()
+) -> CatchUp:
+    """The catch-up measurement; ``open_fresh(name)`` gives an empty, set-up store."""
     reader = open_fresh("read")
     try:
         progress(f"store, seeding {budget.read_events:,} events and reading them back")
-        caught_up = catch_up(reader, budget)
+        return catch_up(reader, budget)
     finally:
         reader.close()
-    return StoreFigures(batch, caught_up)

@@ -1,4 +1,5 @@
-"""The benchmark still runs: the quick run on both backends gives figures and reads back all.
+"""The benchmark still runs: the quick run on both backends gives figures (the batch baseline's
+row among them) and reads back all.
 
 No timing is asserted here; ``python -m tests.bench`` is where figures are read.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 
 from tests.bench.backends import run_postgres, run_sqlite
+from tests.bench.baseline import BATCH_LABEL
 from tests.bench.report import Section, render
 from tests.bench.store_bench import WRITER_COUNTS
 from tests.bench.timing import QUICK
@@ -24,9 +26,15 @@ def _assert_figures(section: Section, with_library: bool) -> None:
     for row in section.rows:
         assert row.rate.events > 0, row
         assert row.rate.per_second > 0, row
-    assert section.figures is not None
-    assert section.figures.catch_up.seeded >= QUICK.read_events
-    assert section.figures.catch_up.complete  # read_all gave back every seeded event
+    for batch in (section.batch_baseline, section.batch_store):
+        assert batch is not None
+        assert len(batch.rates) == QUICK.rounds
+        assert all(rate.events > 0 for rate in batch.rates)
+    labels = [row.label for row in section.rows]
+    assert BATCH_LABEL in labels  # the batch baseline row (positive, as every row, above)
+    assert section.catch_up is not None
+    assert section.catch_up.seeded >= QUICK.read_events
+    assert section.catch_up.complete  # read_all gave back every seeded event
     render(section)
 
 

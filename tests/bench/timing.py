@@ -5,8 +5,7 @@ under different conditions. ``interleave`` therefore times them in rounds: every
 up, then each round runs every contender once for ``Budget.round_seconds``, in an order that rotates
 from round to round, and a contender's figure is the sum over its rounds. The work a writer needs
 for a round is built just before that round's timer starts, sized from the best rate seen so far
-with a margin, and bounded by ``Budget.max_events``. ``measure`` is the single timed run used where
-there is nothing to compare against.
+with a margin, and bounded by ``Budget.max_events``.
 """
 
 from __future__ import annotations
@@ -33,9 +32,8 @@ PROBE_EVENTS = 250  # per writer, for a first rate before the warm-up proper
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    rounds: int  # interleaved rounds of the single-event comparison
+    rounds: int  # interleaved rounds of each comparison (single-event, batch)
     round_seconds: float  # each contender's timed run in one round
-    seconds: float  # a single timed run (``measure``)
     warmup_seconds: float
     max_events: int  # most events built up front for one timed run or round
     read_events: int  # events seeded for the read_all catch-up
@@ -44,7 +42,6 @@ class Budget:
 FULL = Budget(
     rounds=8,
     round_seconds=0.5,
-    seconds=4.0,
     warmup_seconds=0.5,
     max_events=160_000,
     read_events=200_000,
@@ -52,7 +49,6 @@ FULL = Budget(
 QUICK = Budget(
     rounds=3,
     round_seconds=0.15,
-    seconds=0.5,
     warmup_seconds=0.2,
     max_events=20_000,
     read_events=10_000,
@@ -138,22 +134,6 @@ class _Sizer:
         return math.ceil(per_writer / self.events_per_unit)
 
 
-def measure(
-    writers: int,
-    build: Callable[[int], Sequence[T]],
-    events_per_unit: int,
-    write: Write[T],
-    budget: Budget,
-) -> Rate:
-    """Warm up, size the work from the warm-up rate, then time ``writers`` threads once."""
-    contender = Contender("", build, events_per_unit, write)
-    sizer = _Sizer(writers, events_per_unit, budget.max_events)
-    with ThreadPoolExecutor(max_workers=writers, thread_name_prefix="bench-writer") as pool:
-        _warm_up(pool, writers, contender, sizer, budget.warmup_seconds)
-        work = [build(sizer.units(budget.seconds)) for _ in range(writers)]
-        return _run(pool, write, work, budget.seconds).rate
-
-
 def interleave(writers: int, contenders: Sequence[Contender[Any]], budget: Budget) -> list[Rounds]:
     """Warm every contender up, then time them in ``budget.rounds`` rotating rounds.
 
@@ -233,6 +213,22 @@ def one_event_per_call(append_one: Callable[[int, Execution, int], object]) -> W
                 if clock() >= deadline:
                     return written
                 written += 1
+        return written
+
+    return write
+
+
+def one_execution_per_call(append_all: Callable[[Execution], object]) -> Write[Execution]:
+    """A writer that appends each execution's events in one call (one transaction)."""
+
+    def write(_: int, executions: Sequence[Execution], deadline: float) -> int:
+        written = 0
+        clock = time.perf_counter
+        for execution in executions:
+            append_all(execution)
+            if clock() >= deadline:
+                break
+            written += len(execution.events)
         return written
 
     return write
