@@ -18,6 +18,8 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
+from pydantic import ValidationError
+
 from events.catalog import (
     BlobRef,
     Cancelled,
@@ -101,6 +103,12 @@ class AttemptsExhausted(DomainError):
 
 class NotTimedOut(DomainError):
     code = "not_timed_out"
+
+
+class InvalidCommand(DomainError):
+    """The command's values do not make a valid event (e.g. a percent over 100)."""
+
+    code = "invalid_command"
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +216,16 @@ def fold(events: list[EventPayload], state: ExecutionState | None = None) -> Exe
 
 def decide(command: Command, state: ExecutionState) -> list[EventPayload]:
     """The events ``command`` produces in ``state``, or a DomainError saying why it cannot."""
+    try:
+        return _decide(command, state)
+    except ValidationError as exc:
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()
+        )
+        raise InvalidCommand(f"{type(command).__name__}: {detail}", state.status) from None
+
+
+def _decide(command: Command, state: ExecutionState) -> list[EventPayload]:
     name = type(command).__name__
     if state.status is Status.NEW and not isinstance(command, Submit):
         raise ExecutionNotFound(f"{name}: there is no such execution", state.status)
@@ -231,7 +249,9 @@ def decide(command: Command, state: ExecutionState) -> list[EventPayload]:
         case RecordUpload():
             _require(state, name, {Status.SUBMITTED})
             if state.input is None:
-                raise IllegalTransition("RecordUpload: this execution takes no input file")
+                raise IllegalTransition(
+                    "RecordUpload: this execution takes no input file", state.status
+                )
             return [Uploaded(blob=command.blob)]
         case Start():
             _require(state, name, WAITING)
@@ -250,7 +270,9 @@ def decide(command: Command, state: ExecutionState) -> list[EventPayload]:
         case Complete():
             _require(state, name, {Status.PROCESSING})
             if command.output is None and command.result is None:
-                raise IllegalTransition("Complete: needs an output blob or an inline result")
+                raise IllegalTransition(
+                    "Complete: needs an output blob or an inline result", state.status
+                )
             return [
                 Completed(
                     output=command.output, result=command.result, duration_ms=command.duration_ms
@@ -269,7 +291,9 @@ def decide(command: Command, state: ExecutionState) -> list[EventPayload]:
         case TimeOut():
             _require(state, name, {Status.PROCESSING})
             if state.deadline is None or command.now <= state.deadline:
-                raise NotTimedOut(f"TimeOut: the deadline {state.deadline} has not passed")
+                raise NotTimedOut(
+                    f"TimeOut: the deadline {state.deadline} has not passed", state.status
+                )
             return [
                 Failed(
                     code=TIMEOUT_CODE,
