@@ -13,6 +13,7 @@ import platform
 import sys
 
 from tests.bench.backends import run_postgres, run_sqlite
+from tests.bench.projection_bench import run_projections
 from tests.bench.report import render
 from tests.bench.timing import FULL, QUICK
 from tests.bench.workload import new_event_cost_us
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--skip-projections", action="store_true")
     args = parser.parse_args(argv)
     budget = QUICK if args.quick else FULL
 
@@ -60,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         print(render(run_postgres(args.pg_url, budget, progress)), flush=True)
     if not args.skip_sqlite:
         print(render(run_sqlite(budget, progress)), flush=True)
+    if not args.skip_postgres and not args.skip_projections:
+        print(run_projections(args.pg_url, args.quick, progress), flush=True)
     return 0
 
 

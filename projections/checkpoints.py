@@ -1,0 +1,72 @@
+"""Checkpoints: the last feed position each projection applied, written with its rows.
+
+The row is locked (PostgreSQL ``FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE`` locks the database) and
+compared before a batch is applied, so two projectors on one database, or a projector and a
+rebuild, never apply the same events twice: the second finds the checkpoint moved and stands down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from projections.db import Database
+
+TABLE = "proj_checkpoints"
+DDL = f"""CREATE TABLE IF NOT EXISTS {TABLE} (
+    name TEXT PRIMARY KEY,
+    position {{bigint}} NOT NULL,
+    updated_at {{ts}} NOT NULL,
+    last_error TEXT,
+    failed_at {{ts}}
+)"""
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    name: str
+    position: int
+    updated_at: datetime
+    last_error: str | None
+    failed_at: datetime | None
+
+
+def create_table(db: Database, names: list[str]) -> None:
+    db.execute(db.ddl(DDL))
+    db.executemany(
+        f"INSERT INTO {TABLE} (name, position, updated_at) VALUES (?, 0, ?) "
+        "ON CONFLICT (name) DO NOTHING",
+        [(name, datetime.now(UTC)) for name in names],
+    )
+
+
+def read_all(db: Database) -> dict[str, Checkpoint]:
+    rows = db.execute(f"SELECT name, position, updated_at, last_error, failed_at FROM {TABLE}")
+    return {row[0]: Checkpoint(*row) for row in rows}
+
+
+def locked_position(db: Database, name: str) -> int:
+    """The checkpoint, locked until the caller's transaction ends (0 when there is none)."""
+    lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
+    rows = db.execute(f"SELECT position FROM {TABLE} WHERE name = ?{lock}", (name,))
+    return rows[0][0] if rows else 0
+
+
+def write(db: Database, name: str, position: int) -> None:
+    """Move the checkpoint (inside the batch's transaction) and clear any recorded error."""
+    db.execute(
+        f"INSERT INTO {TABLE} (name, position, updated_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (name) DO UPDATE SET position = excluded.position, "
+        "updated_at = excluded.updated_at, last_error = NULL, failed_at = NULL",
+        (name, position, datetime.now(UTC)),
+    )
+
+
+def record_error(db: Database, name: str, error: str) -> None:
+    now = datetime.now(UTC)
+    db.execute(
+        f"INSERT INTO {TABLE} (name, position, updated_at, last_error, failed_at) "
+        "VALUES (?, 0, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+        "last_error = excluded.last_error, failed_at = excluded.failed_at",
+        (name, now, error[:2000], now),
+    )

@@ -1,0 +1,211 @@
+"""The read-model database: one connection from a URL, on SQLite or PostgreSQL, same SQL for both.
+
+Read models are plain tables rather than Django models because the projector runs in the web
+process, in the Functions host and in CLI commands alike. URLs are the event store's:
+``sqlite:///path`` (WAL) or ``postgresql://…?schema=NAME`` (psycopg 3, ``search_path`` set to the
+schema). Statements are written once with ``?`` placeholders and SQL both dialects accept
+(``INSERT … ON CONFLICT … DO UPDATE`` included); ``{ts}`` and ``{bool}`` in DDL become each
+dialect's timestamp and boolean types, so rows read back hold ``datetime`` and ``bool`` on both.
+
+A ``Database`` is one connection: use it from one thread at a time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import psycopg
+
+from events.postgres_store import split_url
+
+Dialect = Literal["sqlite", "postgresql"]
+
+# SQLite picks a converter by the first word of a column's declared type; these names keep their
+# affinity (TEXT, INTEGER) and cannot collide with anybody else's converters.
+_SQLITE_TS = "TEXT_PROJ_TIMESTAMP"
+_SQLITE_BOOL = "INTEGER_PROJ_BOOL"
+_TYPES: dict[Dialect, dict[str, str]] = {
+    "sqlite": {"ts": _SQLITE_TS, "bool": _SQLITE_BOOL, "float": "REAL", "bigint": "INTEGER"},
+    "postgresql": {
+        "ts": "timestamptz",
+        "bool": "boolean",
+        "float": "double precision",
+        "bigint": "bigint",
+    },
+}
+sqlite3.register_converter(_SQLITE_TS, lambda b: datetime.fromisoformat(b.decode()))
+sqlite3.register_converter(_SQLITE_BOOL, lambda b: b != b"0")
+# IN lists on SQLite are chunked under its bound-variable limit.
+_SQLITE_IN_CHUNK = 900
+
+
+def dialect_of(url: str) -> Dialect:
+    if url.startswith("sqlite:"):
+        return "sqlite"
+    if url.startswith(("postgres://", "postgresql://")):
+        return "postgresql"
+    raise ValueError(f"unsupported read-model URL {url!r} (use sqlite:/// or postgresql://)")
+
+
+def _sqlite_path(url: str) -> str:
+    # sqlite:///relative/or/abs → the event store's reading: sqlite:////abs is absolute.
+    path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
+    if url.startswith("sqlite:////") and not path.startswith("/"):
+        path = "/" + path
+    return path
+
+
+class Database:
+    """One connection to the read-model database, opened on first use, reopened when broken."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.dialect: Dialect = dialect_of(url)
+        if self.dialect == "postgresql":
+            self._pg_url, self.schema = split_url(url)
+        else:
+            self.path = _sqlite_path(url)
+            self.schema = "main"
+        self._conn: Any = None
+        self._in_transaction = False
+
+    # -- connection ----------------------------------------------------------------------------
+
+    @property
+    def conn(self) -> Any:
+        """The DB-API connection (sqlite3 or psycopg), autocommit outside ``transaction()``."""
+        if self._conn is None or (self.dialect == "postgresql" and self._conn.closed):
+            self._conn = self._connect()
+        return self._conn
+
+    def _connect(self) -> Any:
+        if self.dialect == "sqlite":
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=30,
+                detect_types=sqlite3.PARSE_DECLTYPES,
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode may lose the last commits on power loss but never tears one:
+            # rows and checkpoint go together, and read models can always be rebuilt.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            return conn
+        with psycopg.connect(self._pg_url, autocommit=True) as bootstrap:
+            bootstrap.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+        return psycopg.connect(
+            self._pg_url, autocommit=True, options=f"-c search_path={self.schema}"
+        )
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- statements ----------------------------------------------------------------------------
+
+    def sql(self, statement: str) -> str:
+        """``statement`` in this dialect: ``?`` placeholders become ``%s`` on PostgreSQL."""
+        if self.dialect == "postgresql":
+            return statement.replace("?", "%s")
+        return statement
+
+    def ddl(self, template: str) -> str:
+        """A DDL template with ``{ts}``, ``{bool}``, ``{float}``, ``{bigint}`` filled in."""
+        return template.format(**_TYPES[self.dialect])
+
+    def _params(self, params: Sequence[Any]) -> Sequence[Any]:
+        # Times go to SQLite as UTC ISO text, so that text order is time order.
+        if self.dialect == "sqlite":
+            return tuple(
+                v.astimezone(UTC).isoformat() if isinstance(v, datetime) else v for v in params
+            )
+        return params
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement; the rows it returns (an empty list for statements without)."""
+        cur = self.conn.execute(self.sql(statement), self._params(params))
+        if cur.description is None:
+            return []
+        return list(cur.fetchall())
+
+    def executemany(self, statement: str, rows: Iterable[Sequence[Any]]) -> None:
+        rows = [self._params(r) for r in rows] if self.dialect == "sqlite" else list(rows)
+        if not rows:
+            return
+        if self.dialect == "sqlite":
+            self.conn.executemany(statement, rows)
+        else:
+            with self.conn.cursor() as cur:
+                cur.executemany(self.sql(statement), rows)
+
+    def select_in(
+        self, statement: str, column: str, keys: Sequence[Any], params: Sequence[Any] = ()
+    ) -> list[tuple[Any, ...]]:
+        """Rows of ``statement`` (``… WHERE {in}``) whose ``column`` is one of ``keys``."""
+        if not keys:
+            return []
+        if self.dialect == "postgresql":
+            return self.execute(statement.format(in_=f"{column} = ANY(?)"), (*params, list(keys)))
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(keys), _SQLITE_IN_CHUNK):
+            chunk = keys[start : start + _SQLITE_IN_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            rows += self.execute(statement.format(in_=f"{column} IN ({marks})"), (*params, *chunk))
+        return rows
+
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        """One write transaction (not nestable): committed on success, rolled back on error."""
+        if self._in_transaction:
+            raise RuntimeError("Database.transaction() does not nest")
+        conn = self.conn
+        self._in_transaction = True
+        try:
+            if self.dialect == "sqlite":
+                # IMMEDIATE: take the write lock now, so two projectors serialise at BEGIN.
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            else:
+                with conn.transaction():
+                    yield self
+        except psycopg.Error:
+            if self.dialect == "postgresql" and conn.broken:
+                self.close()
+            raise
+        finally:
+            self._in_transaction = False
+
+    # -- schema --------------------------------------------------------------------------------
+
+    def table_exists(self, name: str) -> bool:
+        if self.dialect == "sqlite":
+            rows = self.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+            )
+        else:
+            rows = self.execute(
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                (self.schema, name),
+            )
+        return bool(rows)

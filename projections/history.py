@@ -1,0 +1,118 @@
+"""The history read model: each owner's executions by submission time, for "my last runs".
+
+Two indexes make "the last 10 runs of this owner (of this tool)" an index scan that stops after
+10 rows, however many runs the owner has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from events.envelope import RecordedEvent
+from projections.db import Database
+from projections.projection import (
+    LIVE,
+    Index,
+    Table,
+    execution_events,
+    load_rows,
+    upsert_rows,
+)
+
+TABLE = "execution_history"
+COLUMNS = ("execution_id", "owner", "tool", "submitted_at", "status", "finished_at")
+EXECUTION_ID, OWNER, TOOL, SUBMITTED_AT, STATUS, FINISHED_AT = range(len(COLUMNS))
+
+# The status each event type leads to; Progress changes nothing here.
+_STATUS = {
+    "Submitted": "submitted",
+    "Uploaded": "uploaded",
+    "Processing": "processing",
+    "Completed": "completed",
+    "Failed": "failed",
+    "Cancelled": "cancelled",
+    "Retried": "retrying",
+    "Expired": "expired",
+}
+_FINISHING = frozenset({"Completed", "Failed", "Cancelled"})
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    execution_id: str
+    owner: str
+    tool: str
+    submitted_at: datetime
+    status: str
+    finished_at: datetime | None
+
+
+class HistoryProjection:
+    name = "history"
+    types = None
+    tables = (
+        Table(
+            TABLE,
+            """
+            execution_id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            tool TEXT NOT NULL,
+            submitted_at {ts} NOT NULL,
+            status TEXT NOT NULL,
+            finished_at {ts}
+            """,
+            indexes=(
+                Index("history_owner", "owner, submitted_at DESC, execution_id"),
+                Index("history_owner_tool", "owner, tool, submitted_at DESC, execution_id"),
+            ),
+        ),
+    )
+
+    def apply(self, db: Database, events: Sequence[RecordedEvent], prefix: str) -> None:
+        batch = [e for e in execution_events(events) if e.kind in _STATUS]
+        if not batch:
+            return
+        table = prefix + TABLE
+        rows = load_rows(db, table, COLUMNS, list(dict.fromkeys(e.execution_id for e in batch)))
+        changed: dict[str, list[Any]] = {}
+        for e in batch:
+            row = rows.get(e.execution_id)
+            if e.kind == "Submitted":
+                row = rows[e.execution_id] = [
+                    e.execution_id,
+                    e.data["owner"],
+                    e.data["tool"],
+                    e.event.time,
+                    "submitted",
+                    None,
+                ]
+            elif row is None:
+                continue  # no Submitted: not an execution
+            row[STATUS] = _STATUS[e.kind]
+            if e.kind in _FINISHING:
+                row[FINISHED_AT] = e.event.time
+            elif e.kind == "Retried":
+                row[FINISHED_AT] = None
+            changed[e.execution_id] = row
+        upsert_rows(db, table, COLUMNS, list(changed.values()))
+
+
+def recent(
+    db: Database, owner: str, tool: str | None = None, limit: int = 10, prefix: str = LIVE
+) -> list[Run]:
+    """The owner's newest runs (of ``tool`` when given), newest first."""
+    where, params = "owner = ?", [owner]
+    if tool is not None:
+        where, params = "owner = ? AND tool = ?", [owner, tool]
+    rows = db.execute(
+        f"SELECT {', '.join(COLUMNS)} FROM {prefix}{TABLE} WHERE {where} "
+        "ORDER BY submitted_at DESC, execution_id LIMIT ?",
+        (*params, limit),
+    )
+    return [Run(*row) for row in rows]
+
+
+PROJECTION = HistoryProjection()

@@ -1,0 +1,95 @@
+"""What a projection is: a name, the tables it owns (DDL per table-name prefix) and ``apply``.
+
+``apply(db, events, prefix)`` folds a batch of feed events into the tables named ``prefix`` +
+table, inside a transaction the caller owns; it must neither commit nor read the clock, so that
+applying the feed in any batch sizes, or rebuilding it, gives the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+from events.catalog import TYPE_PREFIX, catalog
+from events.envelope import RecordedEvent
+from projections.db import Database
+
+LIVE = "proj_"
+EXECUTION_STREAM = "execution-"
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    name: str  # without prefix
+    columns: str  # e.g. "owner, submitted_at DESC, execution_id"
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    name: str  # without prefix
+    columns: str  # the CREATE TABLE body; may use {ts}, {bool}, {float}, {bigint}
+    indexes: tuple[Index, ...] = ()
+
+
+class Projection(Protocol):
+    name: str
+    tables: tuple[Table, ...]
+    # The event types it reads, or None for every event in the feed.
+    types: tuple[str, ...] | None
+
+    def apply(self, db: Database, events: Sequence[RecordedEvent], prefix: str) -> None: ...
+
+
+def create_tables(db: Database, projection: Projection, prefix: str = LIVE) -> None:
+    for table in projection.tables:
+        db.execute(db.ddl(f"CREATE TABLE IF NOT EXISTS {prefix}{table.name} ({table.columns})"))
+        for index in table.indexes:
+            db.execute(
+                f"CREATE INDEX IF NOT EXISTS {prefix}{index.name} "
+                f"ON {prefix}{table.name} ({index.columns})"
+            )
+
+
+def drop_tables(db: Database, projection: Projection, prefix: str) -> None:
+    for table in projection.tables:
+        db.execute(f"DROP TABLE IF EXISTS {prefix}{table.name}")
+
+
+class ExecutionEvent(NamedTuple):
+    execution_id: str
+    kind: str  # the short type: Submitted, Processing, …
+    data: dict[str, Any]  # the payload in the current schema version (upcast, not validated)
+    event: RecordedEvent
+
+
+def execution_events(events: Sequence[RecordedEvent]) -> Iterator[ExecutionEvent]:
+    """The execution events of a batch, decoded once. Payloads were validated when appended,
+    so only upcasting is needed here; that keeps a rebuild fast."""
+    for event in events:
+        if not (event.type.startswith(TYPE_PREFIX) and event.stream.startswith(EXECUTION_STREAM)):
+            continue
+        data = catalog.upcast(event.type, event.schema_version, event.data)
+        yield ExecutionEvent(
+            event.stream[len(EXECUTION_STREAM) :], event.type[len(TYPE_PREFIX) :], data, event
+        )
+
+
+def load_rows(
+    db: Database, table: str, columns: Sequence[str], keys: Sequence[str]
+) -> dict[str, list[Any]]:
+    """Rows of ``table`` by their first column (the key), as mutable lists, for ``keys``."""
+    rows = db.select_in(f"SELECT {', '.join(columns)} FROM {table} WHERE {{in_}}", columns[0], keys)
+    return {row[0]: list(row) for row in rows}
+
+
+def upsert_rows(
+    db: Database, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """Insert or replace whole rows keyed by the first column."""
+    key, rest = columns[0], columns[1:]
+    db.executemany(
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+        f"ON CONFLICT ({key}) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in rest)}",
+        rows,
+    )

@@ -1,0 +1,211 @@
+"""The projector: keeps every projection caught up with the event feed.
+
+Each pass reads one batch after each projection's checkpoint and applies it in one transaction
+that also moves the checkpoint, so a crash at any point leaves rows and checkpoint in step: the
+batch is applied again in full, or was applied once. A projection that raises is rolled back,
+its error is recorded on its checkpoint row and logged, and it is retried after a growing pause;
+the others carry on. When every projection is caught up, the projector sleeps in
+``store.wait_for`` until new events arrive.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from events.envelope import RecordedEvent
+from events.store import EventStore
+from projections import checkpoints
+from projections.db import Database
+from projections.projection import LIVE, Projection, create_tables
+from projections.registry import ALL
+
+log = logging.getLogger(__name__)
+
+IDLE_TIMEOUT = 1.0  # wait_for returns at least this often, so stop is honoured promptly
+FIRST_BACKOFF = 0.5
+MAX_BACKOFF = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionStatus:
+    name: str
+    checkpoint: int
+    head: int
+    lag: int  # head - checkpoint, in feed positions
+    last_error: str | None
+    failed_at: datetime | None
+
+
+@dataclass(slots=True)
+class _Failing:
+    failures: int
+    retry_at: float
+
+
+class Projector:
+    def __init__(
+        self,
+        store: EventStore,
+        db_url: str,
+        projections: Sequence[Projection] | None = None,
+        batch_size: int = 1000,
+        *,
+        idle_timeout: float = IDLE_TIMEOUT,
+        first_backoff: float = FIRST_BACKOFF,
+    ) -> None:
+        self.store = store
+        self.db = Database(db_url)
+        self.projections = list(ALL.values()) if projections is None else list(projections)
+        self.batch_size = batch_size
+        self.idle_timeout = idle_timeout
+        self.first_backoff = first_backoff
+        self._lock = threading.Lock()  # one Database connection, used by one thread at a time
+        self._failing: dict[str, _Failing] = {}
+        self._positions: dict[str, int] = {}
+
+    def setup(self) -> None:
+        """Create the checkpoint table and every projection's tables if they are missing."""
+        with self._lock, self.db.transaction():
+            checkpoints.create_table(self.db, [p.name for p in self.projections])
+            for projection in self.projections:
+                create_tables(self.db, projection, LIVE)
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    # -- applying ------------------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """One batch for each projection that is due; the number of events applied."""
+        applied = 0
+        with self._lock:
+            positions = {name: c.position for name, c in checkpoints.read_all(self.db).items()}
+            for projection in self.projections:
+                failing = self._failing.get(projection.name)
+                if failing is not None and time.monotonic() < failing.retry_at:
+                    continue
+                position = positions.get(projection.name, 0)
+                applied += self._pass(projection, position)
+        return applied
+
+    def _pass(self, projection: Projection, position: int) -> int:
+        name = projection.name
+        try:
+            events = self.store.read_all(position, limit=self.batch_size, types=projection.types)
+            if events:
+                with self.db.transaction():
+                    if checkpoints.locked_position(self.db, name) != position:
+                        # Another projector (or a rebuild) moved it: re-read on the next pass.
+                        return 0
+                    projection.apply(self.db, events, LIVE)
+                    self._write_checkpoint(name, events[-1].position, events)
+                position = events[-1].position
+        except Exception as exc:
+            self._failed(name, exc)
+            return 0
+        self._positions[name] = position
+        if self._failing.pop(name, None) is not None:
+            log.info("projection %s recovered at position %d", name, position)
+        return len(events)
+
+    def _write_checkpoint(self, name: str, position: int, events: list[RecordedEvent]) -> None:
+        """Move the checkpoint in the batch's transaction (the seam fault-injection tests use)."""
+        checkpoints.write(self.db, name, position)
+
+    def _failed(self, name: str, exc: Exception) -> None:
+        failing = self._failing.get(name) or _Failing(0, 0.0)
+        failing.failures += 1
+        delay = min(self.first_backoff * 2 ** (failing.failures - 1), MAX_BACKOFF)
+        failing.retry_at = time.monotonic() + delay
+        self._failing[name] = failing
+        log.error(
+            "projection %s failed (attempt %d, retrying in %.1fs)",
+            name,
+            failing.failures,
+            delay,
+            exc_info=exc,
+        )
+        error = "".join(traceback.format_exception_only(exc)).strip()
+        try:
+            with self.db.transaction():
+                checkpoints.record_error(self.db, name, error)
+        except Exception:
+            log.exception("could not record the failure of projection %s", name)
+
+    def run(self, stop: threading.Event) -> None:
+        """Apply until ``stop`` is set; sleep in ``wait_for`` whenever everything is caught up."""
+        while not stop.is_set():
+            try:
+                self.setup()
+                break
+            except Exception:
+                log.exception("projector setup failed; trying again")
+                stop.wait(self.first_backoff)
+        while not stop.is_set():
+            try:
+                applied = self.run_once()
+            except Exception:
+                log.exception("projector pass failed")  # e.g. the database is down
+                applied = 0
+                stop.wait(self.first_backoff)
+            if applied and self._behind():
+                continue
+            self._wait(stop)
+
+    def _behind(self) -> bool:
+        """Whether a healthy projection may have more to read right now."""
+        head = self.store.head_position()
+        return any(
+            self._positions.get(p.name, 0) < head
+            for p in self.projections
+            if p.name not in self._failing
+        )
+
+    def _wait(self, stop: threading.Event) -> None:
+        timeout = self.idle_timeout
+        if self._failing:
+            next_retry = min(f.retry_at for f in self._failing.values()) - time.monotonic()
+            timeout = max(0.0, min(timeout, next_retry))
+        healthy = [
+            self._positions.get(p.name, 0) for p in self.projections if p.name not in self._failing
+        ]
+        if healthy:
+            self.store.wait_for(min(healthy), timeout)
+        else:
+            stop.wait(timeout)
+
+    def start(self) -> tuple[threading.Thread, threading.Event]:
+        """Run in a daemon thread (the web process does this); set the event to stop it."""
+        stop = threading.Event()
+        thread = threading.Thread(target=self.run, args=(stop,), name="projector", daemon=True)
+        thread.start()
+        return thread, stop
+
+    # -- reporting -----------------------------------------------------------------------------
+
+    def status(self) -> list[ProjectionStatus]:
+        head = self.store.head_position()
+        with self._lock:
+            stored = checkpoints.read_all(self.db)
+        result = []
+        for projection in self.projections:
+            c = stored.get(projection.name)
+            position = c.position if c else 0
+            result.append(
+                ProjectionStatus(
+                    name=projection.name,
+                    checkpoint=position,
+                    head=head,
+                    lag=max(0, head - position),
+                    last_error=c.last_error if c else None,
+                    failed_at=c.failed_at if c else None,
+                )
+            )
+        return result

@@ -1,0 +1,224 @@
+"""The status read model: one row per execution with what the UI and API poll.
+
+The fold mirrors the execution state machine (services.executions.decider) independently: this
+package may not import services, and tests compare the two on random legal histories.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from events.envelope import RecordedEvent
+from projections.db import Database
+from projections.projection import (
+    LIVE,
+    Table,
+    execution_events,
+    load_rows,
+    upsert_rows,
+)
+
+TABLE = "execution_status"
+COLUMNS = (
+    "execution_id",
+    "tool",
+    "category",
+    "owner",
+    "mode",
+    "status",
+    "percent",
+    "progress_message",
+    "attempt",
+    "input_filename",
+    "input_blob",
+    "output_blob",
+    "result",
+    "duration_ms",
+    "error_code",
+    "error_message",
+    "error_retryable",
+    "submitted_at",
+    "started_at",
+    "finished_at",
+    "updated_at",
+    "stream_version",
+    "replay_of",
+)
+(
+    EXECUTION_ID,
+    TOOL,
+    CATEGORY,
+    OWNER,
+    MODE,
+    STATUS,
+    PERCENT,
+    PROGRESS_MESSAGE,
+    ATTEMPT,
+    INPUT_FILENAME,
+    INPUT_BLOB,
+    OUTPUT_BLOB,
+    RESULT,
+    DURATION_MS,
+    ERROR_CODE,
+    ERROR_MESSAGE,
+    ERROR_RETRYABLE,
+    SUBMITTED_AT,
+    STARTED_AT,
+    FINISHED_AT,
+    UPDATED_AT,
+    STREAM_VERSION,
+    REPLAY_OF,
+) = range(len(COLUMNS))
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionStatus:
+    """One row of the status read model."""
+
+    execution_id: str
+    tool: str
+    category: str
+    owner: str
+    mode: str
+    status: str  # submitted, uploaded, processing, retrying, completed, failed, cancelled, expired
+    percent: float
+    progress_message: str
+    attempt: int
+    input_filename: str | None
+    input_blob: str | None  # the uploaded blob's name
+    output_blob: str | None  # the processed blob's name
+    result: str | None  # an inline result
+    duration_ms: int | None
+    error_code: str | None
+    error_message: str | None
+    error_retryable: bool | None
+    submitted_at: datetime
+    started_at: datetime | None  # the last Processing
+    finished_at: datetime | None  # Completed, Failed or Cancelled
+    updated_at: datetime
+    stream_version: int
+    replay_of: str | None
+
+
+class StatusProjection:
+    name = "status"
+    types = None
+    tables = (
+        Table(
+            TABLE,
+            """
+            execution_id TEXT PRIMARY KEY,
+            tool TEXT NOT NULL,
+            category TEXT NOT NULL,
+            owner TEXT NOT NULL,
+            mode TEXT NOT NULL,
+            status TEXT NOT NULL,
+            percent {float} NOT NULL,
+            progress_message TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            input_filename TEXT,
+            input_blob TEXT,
+            output_blob TEXT,
+            result TEXT,
+            duration_ms {bigint},
+            error_code TEXT,
+            error_message TEXT,
+            error_retryable {bool},
+            submitted_at {ts} NOT NULL,
+            started_at {ts},
+            finished_at {ts},
+            updated_at {ts} NOT NULL,
+            stream_version INTEGER NOT NULL,
+            replay_of TEXT
+            """,
+        ),
+    )
+
+    def apply(self, db: Database, events: Sequence[RecordedEvent], prefix: str) -> None:
+        batch = list(execution_events(events))
+        if not batch:
+            return
+        table = prefix + TABLE
+        ids = list(dict.fromkeys(e.execution_id for e in batch))
+        rows = load_rows(db, table, COLUMNS, ids)
+        changed: dict[str, list[Any]] = {}
+        for e in batch:
+            row = rows.get(e.execution_id)
+            if row is None:
+                if e.kind != "Submitted":
+                    continue  # not an execution this model knows: its stream has no Submitted
+                row = rows[e.execution_id] = [None] * len(COLUMNS)
+            fold(row, e.kind, e.data, e.event)
+            changed[e.execution_id] = row
+        upsert_rows(db, table, COLUMNS, list(changed.values()))
+
+
+def fold(row: list[Any], kind: str, data: dict[str, Any], event: RecordedEvent) -> None:
+    """Apply one event to a row in place (the decider's ``evolve``, flattened to columns)."""
+    at = event.time
+    if kind == "Submitted":
+        row[EXECUTION_ID] = data["execution_id"]
+        row[TOOL] = data["tool"]
+        row[CATEGORY] = data["category"]
+        row[OWNER] = data["owner"]
+        row[MODE] = data["mode"]
+        row[STATUS] = "submitted"
+        row[PERCENT] = 0.0
+        row[PROGRESS_MESSAGE] = ""
+        row[ATTEMPT] = 0
+        row[INPUT_FILENAME] = (data.get("input") or {}).get("filename")
+        row[REPLAY_OF] = data.get("replay_of")
+        row[SUBMITTED_AT] = at
+    elif kind == "Uploaded":
+        row[STATUS] = "uploaded"
+        row[INPUT_BLOB] = data["blob"]["name"]
+    elif kind == "Processing":
+        row[STATUS] = "processing"
+        row[ATTEMPT] = data["attempt"]
+        row[PERCENT] = 0.0
+        row[PROGRESS_MESSAGE] = ""
+        row[ERROR_CODE] = row[ERROR_MESSAGE] = row[ERROR_RETRYABLE] = None
+        row[STARTED_AT] = at
+    elif kind == "Progress":
+        row[PERCENT] = float(data["percent"])
+        row[PROGRESS_MESSAGE] = data.get("message", "")
+    elif kind == "Completed":
+        row[STATUS] = "completed"
+        row[PERCENT] = 100.0
+        row[OUTPUT_BLOB] = (data.get("output") or {}).get("name")
+        row[RESULT] = data.get("result")
+        row[DURATION_MS] = data["duration_ms"]
+        row[FINISHED_AT] = at
+    elif kind == "Failed":
+        row[STATUS] = "failed"
+        row[ERROR_CODE] = data["code"]
+        row[ERROR_MESSAGE] = data["message"]
+        row[ERROR_RETRYABLE] = bool(data["retryable"])
+        row[FINISHED_AT] = at
+    elif kind == "Cancelled":
+        row[STATUS] = "cancelled"
+        row[FINISHED_AT] = at
+    elif kind == "Retried":
+        row[STATUS] = "retrying"  # waiting for a worker again: not finished any more
+        row[FINISHED_AT] = None
+    elif kind == "Expired":
+        row[STATUS] = "expired"  # finished_at stays the time it ended
+    else:
+        return  # a type this model does not read: not even updated_at moves
+    row[UPDATED_AT] = at
+    row[STREAM_VERSION] = event.version
+
+
+def get(db: Database, execution_id: str, prefix: str = LIVE) -> ExecutionStatus | None:
+    """The status row of one execution, or None when the projection has not seen it."""
+    rows = db.execute(
+        f"SELECT {', '.join(COLUMNS)} FROM {prefix}{TABLE} WHERE execution_id = ?",
+        (str(execution_id),),
+    )
+    return ExecutionStatus(*rows[0]) if rows else None
+
+
+PROJECTION = StatusProjection()

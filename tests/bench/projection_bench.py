@@ -1,0 +1,149 @@
+"""Projections on PostgreSQL: how fast ``rebuild`` replays the feed, and how far behind the status
+read model runs while a burst of executions is submitted.
+
+Rebuild: the feed is seeded with executions as users make them (most of 4 events, some with 96
+progress reports), untimed; then each projection is rebuilt from position 0 into fresh tables and
+swapped in, timed. Lag: a projector runs in a thread while writer threads submit executions as fast
+as they can; for each execution the lag is the time from its append returning to the commit of the
+status projection's transaction that made it visible.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from uuid import uuid4
+
+from events.catalog import Submitted
+from events.envelope import execution_stream, execution_subject, new_event
+from events.store import NO_STREAM, EventStore
+from projections.projector import Projector
+from projections.rebuild import rebuild
+from projections.registry import ALL
+from tests.bench.places import PostgresSchemas
+from tests.bench.workload import LongExecutions, build_executions
+
+REBUILD_TARGET = 20_000  # events/s
+LAG_TARGET_NOTE = "p95 (ms) from append to visible in the status read model"
+
+
+def seed(store: EventStore, short: int, long: int) -> int:
+    """Append ``short`` 4-event and ``long`` 100-event executions; the number of events."""
+    events = 0
+    for execution in build_executions(short):
+        store.append(execution.stream, execution.events, NO_STREAM)
+        events += len(execution.events)
+    builder = LongExecutions()
+    for _ in range(long):
+        execution = builder.build()
+        store.append(execution.stream, execution.events, NO_STREAM)
+        events += len(execution.events)
+    return events
+
+
+class StampingProjector(Projector):
+    """A projector that notes when each execution's Submitted became visible in status rows."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.visible: dict[str, float] = {}
+        self._pending: list[str] = []
+
+    def _write_checkpoint(self, name, position, events):
+        super()._write_checkpoint(name, position, events)
+        if name == "status":
+            self._pending = [e.stream for e in events]
+
+    def _pass(self, projection, position):
+        applied = super()._pass(projection, position)
+        if self._pending:  # the batch's transaction has committed: its rows are visible now
+            now = time.perf_counter()
+            for stream in self._pending:
+                self.visible.setdefault(stream, now)
+            self._pending = []
+        return applied
+
+
+def measure_lag(store: EventStore, db_url: str, executions: int, writers: int = 4) -> list[float]:
+    projector = StampingProjector(store, db_url)
+    projector.setup()
+    thread, stop = projector.start()
+    appended: dict[str, float] = {}
+    per_writer = executions // writers
+
+    def write() -> None:
+        for _ in range(per_writer):
+            eid = uuid4()
+            stream = execution_stream(eid)
+            event = new_event(
+                Submitted(
+                    execution_id=eid,
+                    tool="image-rotate",
+                    category="image",
+                    tool_version="1",
+                    mode="async",
+                    owner="7",
+                ),
+                subject=execution_subject("image", "image-rotate", eid),
+            )
+            store.append(stream, [event], NO_STREAM)
+            appended[stream] = time.perf_counter()
+
+    threads = [threading.Thread(target=write) for _ in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    deadline = time.monotonic() + 60
+    while len(projector.visible) < len(appended) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    thread.join(timeout=10)
+    projector.close()
+    missing = set(appended) - set(projector.visible)
+    if missing:
+        raise AssertionError(f"{len(missing)} executions never became visible")
+    return [(projector.visible[s] - t) * 1000 for s, t in appended.items()]
+
+
+def run_projections(url: str, quick: bool, progress: Callable[[str], None]) -> str:
+    short, long, burst = (2_000, 20, 1_000) if quick else (25_000, 1_000, 10_000)
+    lines = ["Projections on PostgreSQL"]
+    with PostgresSchemas(url) as schemas:
+        store = schemas.open_store("proj")
+        db_url = f"{url}{'&' if '?' in url else '?'}schema={schemas.prefix}_proj"
+        progress(f"projections: seeding {short * 4 + long * 100:,} events")
+        total = seed(store, short, long)
+        lines.append(
+            f"  rebuild from position 0 over {total:,} events ({short:,} executions of 4 events,"
+            f" {long:,} of 100), target ≥ {REBUILD_TARGET:,} feed events/s"
+        )
+        for name in ALL:
+            progress(f"projections: rebuilding {name}")
+            started = time.perf_counter()
+            result = rebuild(store, db_url, name)
+            seconds = time.perf_counter() - started
+            rate = total / seconds
+            verdict = "met" if rate >= REBUILD_TARGET else "SHORT"
+            lines.append(
+                f"    {name:<12} {seconds:6.2f} s  {rate:9,.0f} feed events/s  ({result.events:,}"
+                f" events applied)  {verdict}"
+            )
+        progress(f"projections: lag during a burst of {burst:,} executions")
+        lag_store = schemas.open_store("lag")
+        lag_db = f"{url}{'&' if '?' in url else '?'}schema={schemas.prefix}_lag"
+        started = time.perf_counter()
+        lags = sorted(measure_lag(lag_store, lag_db, burst))
+        seconds = time.perf_counter() - started
+        p95 = lags[int(len(lags) * 0.95) - 1]
+        lines.append(
+            f"  status lag during a burst of {len(lags):,} executions submitted by 4 writers "
+            f"({len(lags) / seconds:,.0f} executions/s incl. drain): p50 "
+            f"{statistics.median(lags):.1f} ms, p95 {p95:.1f} ms, max {lags[-1]:.1f} ms"
+        )
+        lines.append(f"  ({LAG_TARGET_NOTE}; every execution became visible)")
+        store.close()
+        lag_store.close()
+    return "\n".join(lines)

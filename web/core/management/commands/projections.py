@@ -1,0 +1,71 @@
+"""``magictoolbox projections status|run``: how far each read model lags; keep them current."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+from projections.projector import Projector
+from web.core.cli import add_store_argument, opened_store, redacted
+
+
+def add_db_argument(parser: CommandParser) -> None:
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="read-model database URL (sqlite:///path or postgresql://…); "
+        "default: settings.DATABASE_URL",
+    )
+
+
+class Command(BaseCommand):
+    help = "Show each projection's checkpoint, the feed head, lag and last error; or run them."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        actions = parser.add_subparsers(dest="action", required=True, metavar="{status,run}")
+        status = actions.add_parser("status", help="checkpoint, head, lag and last error of each")
+        add_store_argument(status)
+        add_db_argument(status)
+        run = actions.add_parser("run", help="apply new events until interrupted")
+        run.add_argument("--batch-size", type=int, default=1000, metavar="N")
+        add_store_argument(run)
+        add_db_argument(run)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        db_url = options["db"] or settings.DATABASE_URL
+        with opened_store(options["store"]) as store:
+            projector = Projector(store, db_url, batch_size=options.get("batch_size") or 1000)
+            try:
+                projector.setup()
+                if options["action"] == "run":
+                    self.run(projector, db_url)
+                else:
+                    self.status(projector)
+            finally:
+                projector.close()
+
+    def status(self, projector: Projector) -> None:
+        rows = projector.status()
+        self.stdout.write(
+            f"{'projection':<12} {'checkpoint':>10} {'head':>10} {'lag':>8}  last error"
+        )
+        for s in rows:
+            error = "-"
+            if s.last_error:
+                error = f"{s.failed_at:%Y-%m-%d %H:%M:%S} {s.last_error.splitlines()[-1]}"
+            self.stdout.write(f"{s.name:<12} {s.checkpoint:>10} {s.head:>10} {s.lag:>8}  {error}")
+
+    def run(self, projector: Projector, db_url: str) -> None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        self.stdout.write(f"projecting into {redacted(db_url)}; Ctrl-C stops")
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            projector.run(stop)
+        except KeyboardInterrupt:
+            stop.set()
