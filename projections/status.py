@@ -15,6 +15,7 @@ from events.envelope import RecordedEvent
 from projections.db import Database
 from projections.projection import (
     LIVE,
+    Index,
     Table,
     execution_events,
     load_rows,
@@ -134,6 +135,8 @@ class StatusProjection:
             stream_version INTEGER NOT NULL,
             replay_of TEXT
             """,
+            # The sweeper asks for executions by status (processing; finished, by age).
+            (Index("status_by_status", "status, updated_at"),),
         ),
     )
 
@@ -219,6 +222,19 @@ def get(db: Database, execution_id: str, prefix: str = LIVE) -> ExecutionStatus 
         (str(execution_id),),
     )
     return ExecutionStatus(*rows[0]) if rows else None
+
+
+def in_status(
+    db: Database, statuses: Sequence[str], limit: int = 10_000, prefix: str = LIVE
+) -> list[ExecutionStatus]:
+    """Rows in any of ``statuses``, least recently updated first (the sweeper's candidates)."""
+    marks = ", ".join("?" * len(statuses))
+    rows = db.execute(
+        f"SELECT {', '.join(COLUMNS)} FROM {prefix}{TABLE} WHERE status IN ({marks}) "
+        "ORDER BY updated_at LIMIT ?",
+        (*statuses, limit),
+    )
+    return [ExecutionStatus(*r) for r in rows]
 
 
 PROJECTION = StatusProjection()
