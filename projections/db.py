@@ -102,8 +102,12 @@ class Database:
             return conn
         with psycopg.connect(self._pg_url, autocommit=True) as bootstrap:
             bootstrap.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+        # synchronous_commit off, for the same reason as SQLite's NORMAL above: a crash may lose
+        # the last few commits, rows and checkpoint together, which the projector re-applies.
         return psycopg.connect(
-            self._pg_url, autocommit=True, options=f"-c search_path={self.schema}"
+            self._pg_url,
+            autocommit=True,
+            options=f"-c search_path={self.schema} -c synchronous_commit=off",
         )
 
     def close(self) -> None:
