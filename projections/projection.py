@@ -87,9 +87,4 @@ def upsert_rows(
     db: Database, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> None:
     """Insert or replace whole rows keyed by the first column."""
-    key, rest = columns[0], columns[1:]
-    db.executemany(
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
-        f"ON CONFLICT ({key}) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in rest)}",
-        rows,
-    )
+    db.upsert(table, columns, rows)
