@@ -15,6 +15,7 @@ from events.envelope import RecordedEvent
 from projections.db import Database
 from projections.projection import (
     LIVE,
+    STATUS_AFTER,
     Index,
     Table,
     execution_events,
@@ -26,17 +27,6 @@ TABLE = "execution_history"
 COLUMNS = ("execution_id", "owner", "tool", "submitted_at", "status", "finished_at")
 EXECUTION_ID, OWNER, TOOL, SUBMITTED_AT, STATUS, FINISHED_AT = range(len(COLUMNS))
 
-# The status each event type leads to; Progress changes nothing here.
-_STATUS = {
-    "Submitted": "submitted",
-    "Uploaded": "uploaded",
-    "Processing": "processing",
-    "Completed": "completed",
-    "Failed": "failed",
-    "Cancelled": "cancelled",
-    "Retried": "retrying",
-    "Expired": "expired",
-}
 _FINISHING = frozenset({"Completed", "Failed", "Cancelled"})
 
 
@@ -72,7 +62,7 @@ class HistoryProjection:
     )
 
     def apply(self, db: Database, events: Sequence[RecordedEvent], prefix: str) -> None:
-        batch = [e for e in execution_events(events) if e.kind in _STATUS]
+        batch = [e for e in execution_events(events) if e.kind in STATUS_AFTER]
         if not batch:
             return
         table = prefix + TABLE
@@ -91,7 +81,7 @@ class HistoryProjection:
                 ]
             elif row is None:
                 continue  # no Submitted: not an execution
-            row[STATUS] = _STATUS[e.kind]
+            row[STATUS] = STATUS_AFTER[e.kind]
             if e.kind in _FINISHING:
                 row[FINISHED_AT] = e.event.time
             elif e.kind == "Retried":

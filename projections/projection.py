@@ -19,6 +19,19 @@ LIVE = "proj_"
 EXECUTION_STREAM = "execution-"
 
 
+# The status each event type leads to (the decider's, by name); Progress changes none.
+STATUS_AFTER = {
+    "Submitted": "submitted",
+    "Uploaded": "uploaded",
+    "Processing": "processing",
+    "Completed": "completed",
+    "Failed": "failed",
+    "Cancelled": "cancelled",
+    "Retried": "retrying",
+    "Expired": "expired",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Index:
     name: str  # without prefix

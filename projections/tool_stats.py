@@ -14,22 +14,18 @@ from typing import Any
 
 from events.envelope import RecordedEvent
 from projections.db import Database
-from projections.projection import LIVE, Table, execution_events, load_rows, upsert_rows
+from projections.projection import (
+    LIVE,
+    STATUS_AFTER,
+    Table,
+    execution_events,
+    load_rows,
+    upsert_rows,
+)
 
 EXECUTIONS = "tool_stats_executions"
 COUNTS = "tool_stats_counts"
 DURATIONS = "tool_stats_durations"
-
-_STATUS = {
-    "Submitted": "submitted",
-    "Uploaded": "uploaded",
-    "Processing": "processing",
-    "Completed": "completed",
-    "Failed": "failed",
-    "Cancelled": "cancelled",
-    "Retried": "retrying",
-    "Expired": "expired",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +61,7 @@ class ToolStatsProjection:
     )
 
     def apply(self, db: Database, events: Sequence[RecordedEvent], prefix: str) -> None:
-        batch = [e for e in execution_events(events) if e.kind in _STATUS]
+        batch = [e for e in execution_events(events) if e.kind in STATUS_AFTER]
         if not batch:
             return
         ids = list(dict.fromkeys(e.execution_id for e in batch))
@@ -76,7 +72,7 @@ class ToolStatsProjection:
         durations = []
         for e in batch:
             row = rows.get(e.execution_id)
-            status = _STATUS[e.kind]
+            status = STATUS_AFTER[e.kind]
             if e.kind == "Submitted":
                 if row is not None:
                     delta[row[1], row[2]] -= 1  # a second Submitted cannot happen; be exact anyway
