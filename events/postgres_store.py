@@ -1,11 +1,13 @@
 """The event store on PostgreSQL (psycopg 3): the backend for multi-process and Azure deployments.
 
-An append is one INSERT (sql/append-event.sql, or append-batch.sql) and its commit; the statement
-extends the stream's hash chain from the stored previous hash and refuses a stream that is not at
-the expected version. The global feed is read below the oldest running transaction id, which with
-the way positions are taken (sql/take-positions.sql) means a tailing reader never skips an event
-that commits late. ``wait_for`` listens on a channel that a notifier thread signals after commits,
-outside the writing transactions (a NOTIFY inside them would serialise every commit).
+An append is one INSERT in autocommit (sql/append-event.sql, or append-events.sql for a batch):
+one round trip. The client chains the hashes from the stream's last known head; the statement
+inserts only if that previous event is stored with that hash, so a stream that is not at the
+expected version is refused. The global feed is read below the oldest running transaction id,
+which with the way positions are taken (sql/take-positions.sql) means a tailing reader never
+skips an event that commits late. ``wait_for`` listens on a channel that a notifier thread
+signals after commits, outside the writing transactions (a NOTIFY inside them would serialise
+every commit).
 """
 
 from __future__ import annotations
