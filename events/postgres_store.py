@@ -67,24 +67,24 @@ def split_url(url: str) -> tuple[str, str]:
 
 def _insert(
     stream: str, first: int, previous: bytes, events: Sequence[NewEvent], hashes: list[bytes]
-) -> tuple[str, dict[str, object]]:
+) -> tuple[str, Sequence[object]]:
     """The INSERT for an append and its parameters: scalars for one event, arrays for more."""
     if len(events) == 1:
         e = events[0]
-        return _SQL["append-event.sql"], {
-            "stream": stream,
-            "version": first,
-            "previous": previous,
-            "id": e.id,
-            "type": e.type,
-            "schema_version": e.schema_version,
-            "time": e.time,
-            "data": e.data_json,
-            "source": e.source,
-            "subject": e.subject,
-            "metadata": e.metadata_json,
-            "hash": hashes[0],
-        }
+        return _SQL["append-event.sql"], (
+            stream,
+            first,
+            e.id,
+            e.type,
+            e.schema_version,
+            e.time,
+            e.data_json,
+            e.source,
+            e.subject,
+            e.metadata_json,
+            hashes[0],
+            previous,
+        )
     return _SQL["append-events.sql"], {
         "stream": stream,
         "version": first,
@@ -207,7 +207,7 @@ class PostgresEventStore:
             sql, params = _insert(stream, first, previous, events, hashes)
             with self._connection() as conn:
                 try:
-                    positions = self._write(conn, sql, params)
+                    positions = self._write(conn, stream, sql, params)
                 except psycopg.Error as exc:
                     # Release the position lock in case the error struck while it was held.
                     conn.execute("SELECT pg_advisory_unlock_all()")
@@ -243,7 +243,7 @@ class PostgresEventStore:
         self._heads.remember(stream, row[0], row[1])
         return row[0], row[1]
 
-    def _write(self, conn: psycopg.Connection, sql: str, params: dict[str, object]) -> list:
+    def _write(self, conn: psycopg.Connection, stream: str, sql: str, params: object) -> list:
         """Insert (and so commit); the one seam where tests inject slow or failing transactions."""
         return conn.execute(sql, params).fetchall()
 

@@ -28,10 +28,10 @@ class SlowOrFailingStore(PostgresEventStore):
         super().__init__(url)
         self.hook = hook
 
-    def _write(self, conn, sql, params):
+    def _write(self, conn, stream, sql, params):
         with conn.transaction():  # the store's connections autocommit; hold a transaction open
             positions = conn.execute(sql, params).fetchall()
-            self.hook(params["stream"])  # may sleep, or raise to roll the transaction back
+            self.hook(stream)  # may sleep, or raise to roll the transaction back
         return positions
 
 
