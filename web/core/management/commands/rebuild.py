@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from rich.progress import Progress as RichProgress
 
 from projections.rebuild import BATCH, Progress, rebuild
 from projections.registry import ALL, named
@@ -46,11 +47,7 @@ class Command(BaseCommand):
     def _progress(self, name: str, *, quiet: bool) -> _Bar:
         if quiet:
             return _Bar(None)
-        try:
-            from rich.progress import Progress as RichProgress
-        except ImportError:  # rich is optional: print whole percentages instead
-            return _PercentBar(name, self.stdout)
-        if not sys.stderr.isatty():
+        if not sys.stderr.isatty():  # a log or a pipe: whole percentages, one line each
             return _PercentBar(name, self.stdout)
         return _RichBar(name, RichProgress(transient=False))
 
