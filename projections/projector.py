@@ -95,31 +95,34 @@ class Projector:
                 applied += self._pass(projection, position)
         return applied
 
-    def _pass(self, projection: Projection, position: int) -> int:
+    def _pass(self, projection: Projection, position: int, db: Database | None = None) -> int:
         name = projection.name
+        db = db or self.db
         try:
             events = self.store.read_all(position, limit=self.batch_size, types=projection.types)
             if events:
-                with self.db.transaction():
-                    if checkpoints.locked_position(self.db, name) != position:
+                with db.transaction():
+                    if checkpoints.locked_position(db, name) != position:
                         # Another projector (or a rebuild) moved it: re-read on the next pass.
                         return 0
-                    projection.apply(self.db, events, LIVE)
-                    self._write_checkpoint(name, events[-1].position, events)
+                    projection.apply(db, events, LIVE)
+                    self._write_checkpoint(name, events[-1].position, events, db)
                 position = events[-1].position
         except Exception as exc:
-            self._failed(name, exc)
+            self._failed(name, exc, db)
             return 0
         self._positions[name] = position
         if self._failing.pop(name, None) is not None:
             log.info("projection %s recovered at position %d", name, position)
         return len(events)
 
-    def _write_checkpoint(self, name: str, position: int, events: list[RecordedEvent]) -> None:
+    def _write_checkpoint(
+        self, name: str, position: int, events: list[RecordedEvent], db: Database
+    ) -> None:
         """Move the checkpoint in the batch's transaction (the seam fault-injection tests use)."""
-        checkpoints.write(self.db, name, position)
+        checkpoints.write(db, name, position)
 
-    def _failed(self, name: str, exc: Exception) -> None:
+    def _failed(self, name: str, exc: Exception, db: Database) -> None:
         failing = self._failing.get(name) or _Failing(0, 0.0)
         failing.failures += 1
         delay = min(self.first_backoff * 2 ** (failing.failures - 1), MAX_BACKOFF)
@@ -134,13 +137,17 @@ class Projector:
         )
         error = "".join(traceback.format_exception_only(exc)).strip()
         try:
-            with self.db.transaction():
-                checkpoints.record_error(self.db, name, error)
+            with db.transaction():
+                checkpoints.record_error(db, name, error)
         except Exception:
             log.exception("could not record the failure of projection %s", name)
 
     def run(self, stop: threading.Event) -> None:
-        """Apply until ``stop`` is set; sleep in ``wait_for`` whenever everything is caught up."""
+        """Apply until ``stop`` is set: each projection in its own thread, with its own connection.
+
+        So the status model, which the UI polls, never waits behind the history or statistics
+        passes: their database round trips and commits overlap instead of queueing.
+        """
         while not stop.is_set():
             try:
                 self.setup()
@@ -148,38 +155,38 @@ class Projector:
             except Exception:
                 log.exception("projector setup failed; trying again")
                 stop.wait(self.first_backoff)
-        while not stop.is_set():
-            try:
-                applied = self.run_once()
-            except Exception:
-                log.exception("projector pass failed")  # e.g. the database is down
-                applied = 0
-                stop.wait(self.first_backoff)
-            if applied and self._behind():
-                continue
-            self._wait(stop)
-
-    def _behind(self) -> bool:
-        """Whether a healthy projection may have more to read right now."""
-        head = self.store.head_position()
-        return any(
-            self._positions.get(p.name, 0) < head
+        workers = [
+            threading.Thread(
+                target=self._follow, args=(p, stop), name=f"projector-{p.name}", daemon=True
+            )
             for p in self.projections
-            if p.name not in self._failing
-        )
-
-    def _wait(self, stop: threading.Event) -> None:
-        timeout = self.idle_timeout
-        if self._failing:
-            next_retry = min(f.retry_at for f in self._failing.values()) - time.monotonic()
-            timeout = max(0.0, min(timeout, next_retry))
-        healthy = [
-            self._positions.get(p.name, 0) for p in self.projections if p.name not in self._failing
         ]
-        if healthy:
-            self.store.wait_for(min(healthy), timeout)
-        else:
-            stop.wait(timeout)
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+
+    def _follow(self, projection: Projection, stop: threading.Event) -> None:
+        """Keep one projection caught up; sleep in ``wait_for`` when it is."""
+        name = projection.name
+        with Database(self.db.url) as db:
+            while not stop.is_set():
+                failing = self._failing.get(name)
+                if failing is not None and time.monotonic() < failing.retry_at:
+                    stop.wait(min(failing.retry_at - time.monotonic(), self.idle_timeout))
+                    continue
+                try:
+                    stored = checkpoints.read_all(db).get(name)
+                    position = stored.position if stored else 0
+                    applied = self._pass(projection, position, db)
+                except Exception:
+                    log.exception("projection %s: pass failed", name)  # e.g. the database is down
+                    stop.wait(self.first_backoff)
+                    continue
+                if applied >= self.batch_size:
+                    continue  # there is more to read right now
+                if name not in self._failing:
+                    self.store.wait_for(self._positions.get(name, position), self.idle_timeout)
 
     def start(self) -> tuple[threading.Thread, threading.Event]:
         """Run in a daemon thread (the web process does this); set the event to stop it."""

@@ -50,17 +50,17 @@ class StampingProjector(Projector):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.visible: dict[str, float] = {}
-        self._pending: list[str] = []
+        self._pending: list[str] = []  # written only by the status projection's thread
 
-    def _write_checkpoint(self, name, position, events):
-        super()._write_checkpoint(name, position, events)
+    def _write_checkpoint(self, name, position, events, db):
+        super()._write_checkpoint(name, position, events, db)
         if name == "status":
             self._pending = [e.stream for e in events]
 
-    def _pass(self, projection, position):
-        applied = super()._pass(projection, position)
-        if self._pending:  # the batch's transaction has committed: its rows are visible now
-            now = time.monotonic()
+    def _pass(self, projection, position, db=None):
+        applied = super()._pass(projection, position, db)
+        if projection.name == "status" and self._pending:
+            now = time.monotonic()  # the batch's transaction has committed: rows are visible
             for stream in self._pending:
                 self.visible.setdefault(stream, now)
             self._pending = []

@@ -11,6 +11,7 @@ import sys
 
 from events.envelope import RecordedEvent
 from events.store import open_store
+from projections.db import Database
 from projections.projector import Projector
 
 CRASH_EXIT = 17
@@ -20,13 +21,15 @@ class CrashingProjector(Projector):
     crash_at = 0
     batches = 0
 
-    def _write_checkpoint(self, name: str, position: int, events: list[RecordedEvent]) -> None:
+    def _write_checkpoint(
+        self, name: str, position: int, events: list[RecordedEvent], db: Database
+    ) -> None:
         if name == "tool_stats":
             self.batches += 1
             if self.batches == self.crash_at:
                 sys.stdout.flush()
                 os._exit(CRASH_EXIT)  # no rollback, no cleanup: as if the power went
-        super()._write_checkpoint(name, position, events)
+        super()._write_checkpoint(name, position, events, db)
 
 
 def main() -> None:

@@ -120,12 +120,12 @@ def test_a_crash_between_rows_and_checkpoint_applies_nothing_twice(
     original = Projector._write_checkpoint
     crashes = {"left": 2}
 
-    def dies_before_checkpoint(self, name, position, events) -> None:
+    def dies_before_checkpoint(self, name, position, events, db) -> None:
         # The rows of this batch are written in the open transaction; now the process "dies".
         if name == "tool_stats" and crashes["left"]:
             crashes["left"] -= 1
             raise SystemError("killed between rows and checkpoint")
-        original(self, name, position, events)
+        original(self, name, position, events, db)
 
     monkeypatch.setattr(Projector, "_write_checkpoint", dies_before_checkpoint)
     projector.batch_size = 5
