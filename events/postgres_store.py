@@ -42,7 +42,8 @@ COLUMNS = (
     "position, stream, version, event_id, type, schema_version, time, data::text, source, "
     "subject, metadata::text, hash"
 )
-# Rows with an older transaction than every running one are final: nothing can commit before them.
+# Rows with an older transaction than every running one are final: nothing can commit before them
+# (the same condition as in sql/read-feed.sql, which explains why it suffices).
 HORIZON = "tx < (SELECT pg_snapshot_xmin(pg_current_snapshot()))"
 # Under a burst of appends, other processes are woken at most this often (seconds); each
 # wake-up is a NOTIFY transaction, so one per append would cost the writers a fifth of their speed.

@@ -4,8 +4,9 @@ Each pass reads one batch after each projection's checkpoint and applies it in o
 that also moves the checkpoint, so a crash at any point leaves rows and checkpoint in step: the
 batch is applied again in full, or was applied once. A projection that raises is rolled back,
 its error is recorded on its checkpoint row and logged, and it is retried after a growing pause;
-the others carry on. When every projection is caught up, the projector sleeps in
-``store.wait_for`` until new events arrive.
+the others carry on. ``run`` gives each projection its own thread and connection, so the status
+model never waits behind the slower ones; a projection that is caught up sleeps in
+``store.wait_for`` until new events arrive. ``run_once`` makes one pass of all (tests, CLI).
 """
 
 from __future__ import annotations

@@ -20,6 +20,3 @@ CREATE TABLE IF NOT EXISTS events (
     CONSTRAINT events_stream_version UNIQUE (stream, version),
     CONSTRAINT events_event_id UNIQUE (event_id)
 );
-
--- read_feed() was a function in earlier versions; the query now lives in read-feed.sql.
-DROP FUNCTION IF EXISTS read_feed(bigint, integer, text[], text);
