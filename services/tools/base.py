@@ -1,0 +1,247 @@
+"""The tool framework: what a tool declares about itself and what it gets when it runs.
+
+A tool is a subclass of ``BaseTool`` with class attributes for its metadata and a ``run(ctx)``
+method. ``run`` reads its input from ``ctx.input``, reports progress through ``ctx.progress``,
+checks ``ctx.check_cancelled()`` between steps of long work, keeps scratch files in
+``ctx.temp_dir`` and hands its one result to ``ctx.output`` (a file or a short text). It raises a
+``ToolError`` (usually ``InvalidInput``) for input it cannot process; the runner turns that into a
+``Failed`` event with the error's stable ``code``. Tools do no I/O beyond their context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, BinaryIO, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+MB = 1024 * 1024
+GLOBAL_MAX_UPLOAD = 500 * MB
+
+
+class ToolError(Exception):
+    """A tool run that cannot succeed; ``code`` is stable and ends up in the ``Failed`` event."""
+
+    code = "tool_error"
+    retryable = False
+
+    def __init__(self, message: str, *, code: str | None = None, retryable: bool | None = None):
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        if retryable is not None:
+            self.retryable = retryable
+
+
+class InvalidInput(ToolError):
+    """The input is not something this tool can process (corrupt, wrong format, bad content)."""
+
+    code = "invalid_input"
+
+
+class InvalidParams(ToolError):
+    code = "invalid_params"
+
+
+class ToolCancelled(ToolError):
+    """The owner cancelled the execution while the tool ran (raised by ``check_cancelled``)."""
+
+    code = "cancelled"
+
+
+class TransientToolError(ToolError):
+    """Something outside the tool failed for now (a busy resource): worth another attempt."""
+
+    code = "transient_error"
+    retryable = True
+
+
+class OutputKind(StrEnum):
+    FILE = "file"  # a file in the ``processed`` container
+    TEXT = "text"  # a short inline result (at most 64 KiB), e.g. a hash or base64 text
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BaseTool:
+    """Subclass, set the metadata, implement ``run``. Instances are stateless and shared."""
+
+    slug: ClassVar[str]  # unique, URL-safe: "image-rotate"
+    name: ClassVar[str]  # "Rotate image"
+    category: ClassVar[str]  # "image", "pdf", "video", "encoders", "data" (routes Event Grid)
+    description: ClassVar[str] = ""
+    version: ClassVar[str] = "1.0.0"
+    mode: ClassVar[Literal["sync", "async"]] = "sync"
+    Params: ClassVar[type[BaseModel]] = NoParams
+    # Accepted input files: extension (lower case, with dot) → content type. Empty: no input
+    # file; the tool works from its params alone.
+    accepts: ClassVar[dict[str, str]] = {}
+    max_size: ClassVar[int] = GLOBAL_MAX_UPLOAD  # the tool's own limit (never above global)
+    timeout: ClassVar[timedelta] = timedelta(minutes=5)  # one attempt's deadline
+    max_attempts: ClassVar[int] = 3
+    output: ClassVar[OutputKind] = OutputKind.FILE
+
+    @property
+    def takes_input(self) -> bool:
+        return bool(self.accepts)
+
+    def run(self, ctx: ToolContext) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """The metadata as plain data (API, registry listings)."""
+        return {
+            "slug": self.slug,
+            "name": self.name,
+            "category": self.category,
+            "description": self.description,
+            "version": self.version,
+            "mode": self.mode,
+            "params_schema": self.Params.model_json_schema(),
+            "accepts": dict(self.accepts),
+            "max_size": min(self.max_size, GLOBAL_MAX_UPLOAD),
+            "timeout_s": int(self.timeout.total_seconds()),
+            "max_attempts": self.max_attempts,
+            "output": self.output.value,
+        }
+
+
+@dataclass
+class InputFile:
+    """The execution's uploaded file, read as a stream (it may live in Azure)."""
+
+    filename: str
+    size: int
+    content_type: str
+    _chunks: Callable[[], Iterator[bytes]]
+    _temp_dir: Path
+    _path: Path | None = None
+
+    def chunks(self) -> Iterator[bytes]:
+        return self._chunks()
+
+    def read(self) -> bytes:
+        """The whole file in memory: only for tools whose inputs are small (max_size says so)."""
+        return b"".join(self._chunks())
+
+    def path(self) -> Path:
+        """The file on local disk (copied into the temp dir once), for libraries that need one."""
+        if self._path is None:
+            suffix = Path(self.filename).suffix
+            target = self._temp_dir / f"input{suffix}"
+            with target.open("wb") as out:
+                for chunk in self._chunks():
+                    out.write(chunk)
+            self._path = target
+        return self._path
+
+    def open(self) -> BinaryIO:
+        return self.path().open("rb")
+
+
+@dataclass
+class Output:
+    """What a tool produced: exactly one of a file (path on disk) or a text."""
+
+    path: Path | None = None
+    filename: str | None = None
+    content_type: str | None = None
+    text: str | None = None
+
+
+class OutputSink:
+    """Where a tool hands its result. Set it once."""
+
+    def __init__(self, temp_dir: Path) -> None:
+        self._temp_dir = temp_dir
+        self.result: Output | None = None
+
+    def _set(self, output: Output) -> None:
+        if self.result is not None:
+            raise RuntimeError("a tool produces one output; this one was set already")
+        self.result = output
+
+    def file(self, path: Path, filename: str, content_type: str) -> None:
+        """A file the tool wrote (anywhere; usually in ``ctx.temp_dir``)."""
+        self._set(Output(path=Path(path), filename=filename, content_type=content_type))
+
+    def bytes(self, data: bytes, filename: str, content_type: str) -> None:
+        path = self._temp_dir / f"output-{len(data)}.bin"
+        path.write_bytes(data)
+        self._set(Output(path=path, filename=filename, content_type=content_type))
+
+    def text(self, text: str) -> None:
+        self._set(Output(text=text))
+
+
+@dataclass
+class ToolContext:
+    params: BaseModel
+    input: InputFile | None
+    temp_dir: Path
+    output: OutputSink
+    report_progress: Callable[[float, str], None] = field(default=lambda percent, message: None)
+    is_cancelled: Callable[[], bool] = field(default=lambda: False)
+
+    def progress(self, percent: float, message: str = "") -> None:
+        """Report progress (0..100). Cheap to call often: the runner throttles what it records."""
+        self.report_progress(max(0.0, min(100.0, float(percent))), message)
+
+    def cancelled(self) -> bool:
+        return self.is_cancelled()
+
+    def check_cancelled(self) -> None:
+        if self.is_cancelled():
+            raise ToolCancelled("the execution was cancelled")
+
+    def require_input(self) -> InputFile:
+        if self.input is None:
+            raise InvalidInput("this tool needs an input file")
+        return self.input
+
+
+def local_context(
+    params: BaseModel,
+    temp_dir: Path,
+    input_path: Path | None = None,
+    content_type: str = "application/octet-stream",
+) -> ToolContext:
+    """A context over a local file: for tests and command-line use of a single tool."""
+    input_file = None
+    if input_path is not None:
+        src = Path(input_path)
+
+        def chunks() -> Iterator[bytes]:
+            with src.open("rb") as f:
+                while chunk := f.read(1024 * 1024):
+                    yield chunk
+
+        input_file = InputFile(src.name, src.stat().st_size, content_type, chunks, temp_dir)
+    return ToolContext(
+        params=params, input=input_file, temp_dir=temp_dir, output=OutputSink(temp_dir)
+    )
+
+
+__all__ = [
+    "GLOBAL_MAX_UPLOAD",
+    "MB",
+    "BaseTool",
+    "InputFile",
+    "InvalidInput",
+    "InvalidParams",
+    "NoParams",
+    "Output",
+    "OutputKind",
+    "OutputSink",
+    "ToolCancelled",
+    "ToolContext",
+    "ToolError",
+    "TransientToolError",
+    "local_context",
+]
