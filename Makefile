@@ -8,7 +8,9 @@ PORT ?= 8000
 PG_HOST := 127.0.0.1
 PG_PORT := 5432
 
-.PHONY: venv pg lint test run bench clean
+AZURITE := var/node/node_modules/.bin/azurite-blob
+
+.PHONY: venv pg azurite lint test run bench clean
 
 # The stamp depends on pyproject.toml, so editing dependencies reinstalls on the next make.
 $(VENV)/.installed: pyproject.toml
@@ -24,6 +26,12 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[bench]'
 	touch $@
 
+# Azurite (the Azure Storage emulator) for the blob storage contract tests; the tests start it.
+$(AZURITE):
+	mkdir -p var/node
+	npm install --prefix var/node --no-audit --no-fund --loglevel=error azurite@3.35.0
+azurite: $(AZURITE)
+
 pg:
 	@if ! pg_isready -q -h $(PG_HOST) -p $(PG_PORT); then \
 		echo "starting PostgreSQL"; \
@@ -37,7 +45,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-test: $(VENV)/.installed pg lint
+test: $(VENV)/.installed $(AZURITE) pg lint
 	$(BIN)/pytest
 
 run: $(VENV)/.installed

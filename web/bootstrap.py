@@ -1,6 +1,8 @@
-"""The one place that wires dependencies: views and commands ask here for the event store.
+"""The one place that wires dependencies: views and commands ask here for what they use.
 
-Later issues add the command service, blob storage and publishers here, built from settings.
+Everything is built from settings on first use and shared by the process: the event store, blob
+storage, the tool registry, and the Functions' dependencies (``handlers.wiring``), so the web
+process and the in-process Functions host use the same objects.
 """
 
 from __future__ import annotations
@@ -10,9 +12,14 @@ import threading
 from django.conf import settings
 
 from events.store import EventStore, open_store
+from handlers import wiring
+from services.blobs import BlobStore, open_blob_store
+from services.executions.service import ExecutionService
+from services.tools.registry import ToolRegistry, default_registry
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _event_store: EventStore | None = None
+_blob_store: BlobStore | None = None
 
 
 def event_store() -> EventStore:
@@ -24,10 +31,44 @@ def event_store() -> EventStore:
         return _event_store
 
 
+def blob_store() -> BlobStore:
+    global _blob_store
+    with _lock:
+        if _blob_store is None:
+            _blob_store = open_blob_store(
+                settings.BLOB_STORAGE, signing_key=settings.BLOB_SIGNING_KEY.encode()
+            )
+        return _blob_store
+
+
+def tool_registry() -> ToolRegistry:
+    return default_registry()
+
+
+def execution_service() -> ExecutionService:
+    return ExecutionService(event_store(), source=settings.MAGICTOOLBOX_SOURCE)
+
+
+def functions_dependencies() -> wiring.Dependencies:
+    """The Functions' dependencies, built from these settings and handed to ``handlers``."""
+    with _lock:
+        deps = wiring.Dependencies(
+            store=event_store(),
+            blobs=blob_store(),
+            registry=tool_registry(),
+            database_url=settings.DATABASE_URL,
+            source=settings.MAGICTOOLBOX_SOURCE,
+        )
+        wiring.configure(deps)
+        return deps
+
+
 def reset() -> None:
     """Close and forget everything built here (tests call it after changing settings)."""
-    global _event_store
+    global _event_store, _blob_store
     with _lock:
         if _event_store is not None:
             _event_store.close()
         _event_store = None
+        _blob_store = None
+        wiring.configure(None)

@@ -8,6 +8,10 @@
 | ``ALLOWED_HOSTS`` | ``localhost,127.0.0.1,[::1]`` (comma-separated) |
 | ``DATABASE_URL`` | ``sqlite:///<project root>/var/magictoolbox.sqlite3`` |
 | ``EVENTSTORE_URL`` | ``DATABASE_URL`` (an optional ``?schema=NAME`` picks a PostgreSQL schema) |
+| ``BLOB_STORAGE`` | ``<project root>/var/blobs``; or an Azure connection string / account URL |
+| ``BLOB_SIGNING_KEY`` | ``SECRET_KEY``: signs the local backend's download links |
+| ``FUNCTIONS_IN_PROCESS`` | on for ``local``: the ASGI process runs the projector and Functions |
+|   | host too (``magictoolbox functions`` runs them on their own) |
 """
 
 from __future__ import annotations
@@ -62,6 +66,9 @@ ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'magictoolbox.sqlite3'}"
 DATABASES = {"default": _django_database(DATABASE_URL)}
 EVENTSTORE_URL = os.environ.get("EVENTSTORE_URL") or DATABASE_URL
+BLOB_STORAGE = os.environ.get("BLOB_STORAGE") or str(VAR_DIR / "blobs")
+BLOB_SIGNING_KEY = os.environ.get("BLOB_SIGNING_KEY") or SECRET_KEY
+FUNCTIONS_IN_PROCESS = _env_bool("FUNCTIONS_IN_PROCESS", default=MAGICTOOLBOX_DEPLOYMENT == "local")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

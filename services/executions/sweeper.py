@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from events.catalog import BlobRef
-from services.executions.commands import Expire, TimeOut
+from services.executions.commands import Expire, Retry, TimeOut
 from services.executions.decider import DomainError, ExecutionState, decide
 from services.executions.service import ExecutionService, Trace
 
@@ -35,6 +35,7 @@ RETENTION = {
 class SweepReport:
     timed_out: list[UUID] = field(default_factory=list)
     expired: list[UUID] = field(default_factory=list)
+    retried: list[UUID] = field(default_factory=list)
     skipped: int = 0  # candidates the decider refused: nothing to do for them
 
 
@@ -51,6 +52,42 @@ def sweep_timeouts(
         else:
             log.info("execution %s timed out", execution_id)
             report.timed_out.append(execution_id)
+    return report
+
+
+def backoff(attempt: int, base: timedelta = timedelta(seconds=30)) -> timedelta:
+    """The wait after failed attempt n: base, doubling per attempt, capped at 1 hour."""
+    return min(base * 2 ** max(attempt - 1, 0), timedelta(hours=1))
+
+
+def sweep_retries(
+    service: ExecutionService,
+    candidates: Iterable[tuple[UUID, datetime]],
+    now: datetime,
+    *,
+    max_attempts_for: Callable[[ExecutionState], int] = lambda state: 3,
+    delay: Callable[[int], timedelta] = backoff,
+) -> SweepReport:
+    """Re-queue failed executions (id, failed_at) whose failure may pass and whose backoff is over.
+
+    A final failure (not retryable) or one that used its last attempt stays failed: the decider
+    refuses the ``Retry``. Timeouts count as retryable failures, so a worker that died mid-run
+    is replaced here.
+    """
+    report = SweepReport()
+    for execution_id, failed_at in candidates:
+        state, _ = service.load(execution_id)
+        if state.error is None or failed_at + delay(state.attempt) > now:
+            report.skipped += 1
+            continue
+        command = Retry(max_attempts=max_attempts_for(state))
+        try:
+            service.handle(execution_id, command, Trace(causation_id="retry-sweeper"))
+        except DomainError:
+            report.skipped += 1
+            continue
+        log.info("execution %s re-queued for attempt %d", execution_id, state.attempt + 1)
+        report.retried.append(execution_id)
     return report
 
 

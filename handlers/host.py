@@ -1,0 +1,518 @@
+"""The local Functions host: runs ``function_app.py`` on one machine with Event Grid's semantics.
+
+It imports the same ``func.FunctionApp`` Azure runs, reads its bindings with
+``app.get_functions()`` and then plays Event Grid and the Functions runtime:
+
+- **Delivery.** A feed thread follows the event store from the host's checkpoint and hands each
+  event to every Event Grid-triggered function whose filters match (``subjectBeginsWith``,
+  ``subjectEndsWith``, ``includedEventTypes``) as a ``func.EventGridEvent``.
+- **At least once.** The checkpoint only passes an event once all its deliveries finished, so a
+  crash means redelivery, never loss; functions are idempotent (they act on stream state).
+- **Retries.** A delivery whose function raises is retried after an exponential backoff
+  (``RetryPolicy``; Event Grid's own schedule is minutes, tests compress it to milliseconds);
+  after the last attempt it is dead-lettered (``handlers.deadletters``).
+- **Bounded work.** A fixed worker pool runs the functions; the feed stops reading while
+  ``max_in_flight`` deliveries are outstanding.
+- **Timers.** Timer-triggered functions fire on their NCRONTAB schedules (six fields, seconds
+  first; ``%SETTING%`` resolved from the settings), never overlapping themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import azure.functions as func
+import orjson
+from azure.functions.timer import TimerRequest
+from croniter import croniter
+
+from events.envelope import RecordedEvent
+from events.store import EventStore
+from handlers.deadletters import DeadLetterStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff between delivery attempts. Event Grid's default: 30 attempts."""
+
+    max_attempts: int = 30
+    first_delay: float = 10.0  # seconds before the second attempt
+    factor: float = 2.0
+    max_delay: float = 600.0
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (1-based)."""
+        return min(self.first_delay * self.factor ** (attempt - 1), self.max_delay)
+
+
+@dataclass(frozen=True, slots=True)
+class EventSubscription:
+    """An Event Grid-triggered function with its filters, read off the app's bindings."""
+
+    name: str
+    function: Callable[..., Any]
+    arg_name: str
+    subject_begins_with: str = ""
+    subject_ends_with: str = ""
+    included_event_types: tuple[str, ...] = ()
+
+    def matches(self, event_type: str, subject: str) -> bool:
+        if self.included_event_types and event_type not in self.included_event_types:
+            return False
+        return subject.startswith(self.subject_begins_with) and subject.endswith(
+            self.subject_ends_with
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFunction:
+    name: str
+    function: Callable[..., Any]
+    arg_name: str
+    schedule: str  # NCRONTAB, resolved
+    run_on_startup: bool = False
+
+    def next_after(self, moment: datetime) -> datetime:
+        return croniter(self.schedule, moment, second_at_beginning=True).get_next(datetime)
+
+
+_indexed: dict[int, list[Any]] = {}
+_indexed_lock = threading.Lock()
+
+
+def functions_of(app: func.FunctionApp) -> list[Any]:
+    """``app.get_functions()``, once per app: indexing an app twice fails its uniqueness check."""
+    with _indexed_lock:
+        if id(app) not in _indexed:
+            _indexed[id(app)] = [app, app.get_functions()]  # keep app alive: its id stays its own
+        return _indexed[id(app)][1]
+
+
+def read_bindings(
+    app: func.FunctionApp, settings: Mapping[str, str] | None = None
+) -> tuple[list[EventSubscription], list[TimerFunction]]:
+    """The app's Event Grid subscriptions and timers, as ``app.get_functions()`` declares them."""
+    settings = {} if settings is None else settings
+    subscriptions: list[EventSubscription] = []
+    timers: list[TimerFunction] = []
+    for fn in functions_of(app):
+        trigger = fn.get_trigger().get_dict_repr()
+        user_function = fn.get_user_function()
+        name = fn.get_function_name()
+        if trigger["type"] == "eventGridTrigger":
+            subscriptions.append(
+                EventSubscription(
+                    name=name,
+                    function=user_function,
+                    arg_name=trigger["name"],
+                    subject_begins_with=trigger.get("subjectBeginsWith", ""),
+                    subject_ends_with=trigger.get("subjectEndsWith", ""),
+                    included_event_types=tuple(trigger.get("includedEventTypes", ())),
+                )
+            )
+        elif trigger["type"] == "timerTrigger":
+            schedule = _resolve(trigger["schedule"], settings)
+            croniter(schedule, second_at_beginning=True)  # refuse a bad schedule at start
+            timers.append(
+                TimerFunction(
+                    name,
+                    user_function,
+                    trigger["name"],
+                    schedule,
+                    bool(trigger.get("runOnStartup")),
+                )
+            )
+        else:
+            log.warning(
+                "function %s has a %s trigger, which the local host does not run",
+                name,
+                trigger["type"],
+            )
+    return subscriptions, timers
+
+
+def event_grid_event(event: RecordedEvent, topic: str) -> func.EventGridEvent:
+    return func.EventGridEvent(
+        id=str(event.id),
+        data=event.data,
+        topic=topic,
+        subject=event.subject,
+        event_type=event.type,
+        event_time=event.time,
+        data_version=str(event.schema_version),
+    )
+
+
+@dataclass
+class HostStats:
+    delivered: int = 0  # successful invocations
+    failed_attempts: int = 0  # invocations that raised
+    dead_lettered: int = 0
+    timer_runs: int = 0
+
+
+@dataclass(order=True)
+class _Delivery:
+    due: float
+    seq: int
+    event: RecordedEvent = field(compare=False)
+    subscription: EventSubscription = field(compare=False)
+    attempt: int = field(default=1, compare=False)
+    counted: bool = field(default=True, compare=False)  # part of checkpoint bookkeeping
+
+
+class LocalFunctionsHost:
+    def __init__(
+        self,
+        app: func.FunctionApp,
+        store: EventStore,
+        deadletters: DeadLetterStore,
+        *,
+        settings: Mapping[str, str] | None = None,
+        topic: str = "/magictoolbox/local",
+        workers: int = 4,
+        max_in_flight: int = 256,
+        retry: RetryPolicy | None = None,
+        batch_size: int = 500,
+        checkpoint_name: str = "functions",
+        checkpoint_interval: float = 0.2,
+        timers: bool = True,
+        start_position: int | None = None,
+    ) -> None:
+        self.app = app
+        self.store = store
+        self.deadletters = deadletters
+        self.topic = topic
+        self.retry = retry or RetryPolicy()
+        self.batch_size = batch_size
+        self.checkpoint_name = checkpoint_name
+        self.checkpoint_interval = checkpoint_interval
+        self.subscriptions, self.timers = read_bindings(app, settings)
+        self.run_timers = timers
+        self.stats = HostStats()
+        self._start_position = start_position
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="functions")
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._stop = threading.Event()
+        self._lock = threading.Condition()
+        self._pending: dict[int, int] = {}  # feed position → deliveries not yet finished
+        self._read_up_to = 0  # the feed position read and dispatched
+        self._saved = -1
+        self._retries: list[_Delivery] = []
+        self._seq = itertools.count()
+        self._timer_busy: set[str] = set()
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> LocalFunctionsHost:
+        self.deadletters.setup()
+        position = self._start_position
+        if position is None:
+            position = self.deadletters.checkpoint(self.checkpoint_name)
+        self._read_up_to = position
+        targets = [("feed", self._follow_feed), ("retries", self._run_retries)]
+        if self.run_timers and self.timers:
+            targets.append(("timers", self._run_timers))
+        for name, target in targets:
+            thread = threading.Thread(target=target, name=f"functions-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info(
+            "functions host: %d event subscriptions, %d timers, from position %d",
+            len(self.subscriptions),
+            len(self.timers),
+            position,
+        )
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        with self._lock:
+            self._lock.notify_all()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._pool.shutdown(wait=True, cancel_futures=False)
+        self._save_checkpoint(force=True)
+
+    def __enter__(self) -> LocalFunctionsHost:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def checkpoint(self) -> int:
+        """Every delivery of every event up to here has finished."""
+        with self._lock:
+            return (min(self._pending) - 1) if self._pending else self._read_up_to
+
+    def wait_until_idle(self, timeout: float = 30.0) -> bool:
+        """True once the feed is read to its head and no delivery or retry is outstanding."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            head = self.store.head_position()
+            with self._lock:
+                if not self._pending and not self._retries and self._read_up_to >= head:
+                    return True
+                self._lock.wait(0.02)
+        return False
+
+    # -- delivery --------------------------------------------------------------------------------
+
+    def dispatch(self, event: RecordedEvent) -> int:
+        """Deliver one event now, outside the feed (a duplicate delivery, a redrive, a test)."""
+        count = 0
+        for subscription in self.subscriptions:
+            if subscription.matches(event.type, event.subject):
+                self._submit(_Delivery(0, next(self._seq), event, subscription, counted=False))
+                count += 1
+        return count
+
+    def _follow_feed(self) -> None:
+        while not self._stop.is_set():
+            try:
+                events = self.store.read_all(self._read_up_to, limit=self.batch_size)
+            except Exception:
+                log.exception("functions host: reading the feed failed; trying again")
+                self._stop.wait(1.0)
+                continue
+            for event in events:
+                matching = [s for s in self.subscriptions if s.matches(event.type, event.subject)]
+                if matching:
+                    with self._lock:
+                        self._pending[event.position] = len(matching)
+                for subscription in matching:
+                    while not self._slots.acquire(timeout=0.5):
+                        if self._stop.is_set():
+                            return
+                    self._submit(_Delivery(0, next(self._seq), event, subscription))
+                with self._lock:
+                    self._read_up_to = event.position
+            self._save_checkpoint()
+            if not events:
+                self.store.wait_for(self._read_up_to, timeout=min(self.checkpoint_interval, 1.0))
+
+    def _submit(self, delivery: _Delivery) -> None:
+        # A shut-down pool refuses work: the checkpoint keeps the event for the next run.
+        with contextlib.suppress(RuntimeError):
+            self._pool.submit(self._deliver, delivery)
+
+    def _deliver(self, delivery: _Delivery) -> None:
+        subscription = delivery.subscription
+        try:
+            subscription.function(
+                **{subscription.arg_name: event_grid_event(delivery.event, self.topic)}
+            )
+        except Exception as exc:
+            self._failed(delivery, exc)
+            return
+        with self._lock:
+            self.stats.delivered += 1
+        self._finished(delivery)
+
+    def _failed(self, delivery: _Delivery, exc: Exception) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        with self._lock:
+            self.stats.failed_attempts += 1
+        if delivery.attempt >= self.retry.max_attempts or self._stop.is_set():
+            if not self._stop.is_set():
+                self._dead_letter(delivery, error)
+            self._finished(delivery, stopping=self._stop.is_set())
+            return
+        delay = self.retry.delay(delivery.attempt)
+        log.warning(
+            "%s failed on %s (attempt %d): %s; retrying in %.3gs",
+            delivery.subscription.name,
+            delivery.event.id,
+            delivery.attempt,
+            error,
+            delay,
+        )
+        retry = _Delivery(
+            time.monotonic() + delay,
+            next(self._seq),
+            delivery.event,
+            delivery.subscription,
+            delivery.attempt + 1,
+            delivery.counted,
+        )
+        with self._lock:
+            heapq.heappush(self._retries, retry)
+            self._lock.notify_all()
+
+    def _dead_letter(self, delivery: _Delivery, error: str) -> None:
+        event = delivery.event
+        try:
+            self.deadletters.add(
+                function=delivery.subscription.name,
+                event_id=str(event.id),
+                position=event.position,
+                event_type=event.type,
+                subject=event.subject,
+                event_json=orjson.dumps(event.to_cloudevent()).decode(),
+                attempts=delivery.attempt,
+                last_error=error,
+            )
+        except Exception:
+            log.exception("could not record the dead letter of %s", event.id)
+            return
+        with self._lock:
+            self.stats.dead_lettered += 1
+        log.error(
+            "%s: event %s dead-lettered after %d attempts: %s",
+            delivery.subscription.name,
+            event.id,
+            delivery.attempt,
+            error,
+        )
+
+    def _finished(self, delivery: _Delivery, stopping: bool = False) -> None:
+        if not delivery.counted:
+            return
+        self._slots.release()
+        if stopping:
+            return  # unfinished: the checkpoint stays before it and a restart delivers again
+        with self._lock:
+            position = delivery.event.position
+            left = self._pending.get(position, 0) - 1
+            if left > 0:
+                self._pending[position] = left
+            else:
+                self._pending.pop(position, None)
+            self._lock.notify_all()
+
+    def _run_retries(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                now = time.monotonic()
+                due = []
+                while self._retries and self._retries[0].due <= now:
+                    due.append(heapq.heappop(self._retries))
+                wait = (self._retries[0].due - now) if self._retries else 0.5
+                if not due:
+                    self._lock.wait(min(wait, 0.5))
+            for delivery in due:
+                self._submit(delivery)
+
+    def _save_checkpoint(self, force: bool = False) -> None:
+        position = self.checkpoint
+        if position == self._saved:
+            return
+        now = time.monotonic()
+        if not force and now - getattr(self, "_saved_at", 0.0) < self.checkpoint_interval:
+            return
+        try:
+            self.deadletters.save_checkpoint(self.checkpoint_name, position)
+        except Exception:
+            log.exception("functions host: saving the checkpoint failed")
+            return
+        self._saved, self._saved_at = position, now
+
+    # -- timers ----------------------------------------------------------------------------------
+
+    def _run_timers(self) -> None:
+        now = datetime.now(UTC)
+        due = {t.name: t.next_after(now) for t in self.timers}
+        for timer in self.timers:
+            if timer.run_on_startup:
+                self._fire(timer, past_due=False)
+        while not self._stop.is_set():
+            now = datetime.now(UTC)
+            for timer in self.timers:
+                if due[timer.name] <= now:
+                    # Past due when the host was so busy that the moment went by a second ago.
+                    late = (now - due[timer.name]).total_seconds() > 1.0
+                    self._fire(timer, past_due=late)
+                    due[timer.name] = timer.next_after(now)
+            wait = min(due.values()) - datetime.now(UTC)
+            self._stop.wait(max(0.0, min(wait.total_seconds(), 1.0)))
+
+    def _fire(self, timer: TimerFunction, past_due: bool) -> None:
+        with self._lock:
+            if timer.name in self._timer_busy:  # a timer never overlaps itself (Azure's singleton)
+                return
+            self._timer_busy.add(timer.name)
+
+        def invoke() -> None:
+            try:
+                timer.function(**{timer.arg_name: TimerRequest(past_due=past_due)})
+            except Exception:
+                log.exception("timer function %s failed", timer.name)
+            finally:
+                with self._lock:
+                    self._timer_busy.discard(timer.name)
+                    self.stats.timer_runs += 1
+
+        try:
+            self._pool.submit(invoke)
+        except RuntimeError:
+            with self._lock:
+                self._timer_busy.discard(timer.name)
+
+    def fire_timer(self, name: str) -> None:
+        """Run one timer function now (tests and operators), as its schedule would."""
+        self._fire(next(t for t in self.timers if t.name == name), past_due=False)
+
+
+def _resolve(value: str, settings: Mapping[str, str]) -> str:
+    """``%NAME%`` → the setting, as the Functions runtime resolves binding expressions."""
+    if value.startswith("%") and value.endswith("%") and len(value) > 2:
+        name = value[1:-1]
+        if name not in settings:
+            raise KeyError(f"the app setting {name} is not set")
+        return settings[name]
+    return value
+
+
+def redrive(
+    app: func.FunctionApp, deadletters: DeadLetterStore, letter_id: str, topic: str
+) -> str | None:
+    """Deliver a dead letter once more, to its function. None on success, else the error."""
+    letter = deadletters.get(letter_id)
+    if letter is None:
+        raise KeyError(f"there is no dead letter {letter_id}")
+    subscriptions, _ = read_bindings(app, _AnySetting())
+    subscription = next((s for s in subscriptions if s.name == letter.function), None)
+    if subscription is None:
+        raise KeyError(f"the app has no function {letter.function!r} any more")
+    doc = orjson.loads(letter.event_json)
+    event = func.EventGridEvent(
+        id=doc["id"],
+        data=doc.get("data") or {},
+        topic=topic,
+        subject=doc.get("subject", ""),
+        event_type=doc["type"],
+        event_time=datetime.fromisoformat(doc["time"]) if doc.get("time") else None,
+        data_version=str(doc.get("dataschemaversion", "1")),
+    )
+    try:
+        subscription.function(**{subscription.arg_name: event})
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        deadletters.failed_again(letter_id, error)
+        return error
+    deadletters.redriven(letter_id)
+    return None
+
+
+class _AnySetting(dict):
+    """Settings for reading bindings when only event subscriptions matter."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __getitem__(self, key: str) -> str:
+        return "0 0 0 * * *"

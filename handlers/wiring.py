@@ -1,0 +1,104 @@
+"""What the Functions need, built once per process from the environment (Azure app settings).
+
+In Azure every setting is an app setting (an environment variable); locally the defaults put
+everything under the project's ``var/`` folder, exactly where the web process looks. The web
+process and tests hand over their own objects with ``configure`` instead, so one store, one
+blob store and one registry serve a whole process.
+
+| variable | default |
+|---|---|
+| ``EVENTSTORE_URL`` | ``DATABASE_URL`` |
+| ``DATABASE_URL`` | ``sqlite:///<project root>/var/magictoolbox.sqlite3`` (read models) |
+| ``BLOB_STORAGE`` | ``<project root>/var/blobs``; or an Azure connection string or account URL |
+| ``BLOB_SIGNING_KEY`` | ``SECRET_KEY``, else a development key (local blob download links) |
+| ``MAGICTOOLBOX_DEPLOYMENT`` | ``local`` (the CloudEvents source ``/magictoolbox/<name>``) |
+| ``SWEEP_SCHEDULE`` | ``*/15 * * * * *`` (NCRONTAB: timeouts and retries) |
+| ``RETENTION_SCHEDULE`` | ``0 7 * * * *`` (NCRONTAB: expiry of old executions' files) |
+| ``RETRY_BACKOFF_SECONDS`` | ``30``: the wait before a second attempt, doubling after each |
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from events.store import EventStore, open_store
+from services.blobs import BlobStore, open_blob_store
+from services.executions.service import ExecutionService
+from services.tools.registry import ToolRegistry, default_registry
+from services.tools.runner import ToolRunner
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SCHEDULES = {
+    "SWEEP_SCHEDULE": "*/15 * * * * *",
+    "RETENTION_SCHEDULE": "0 7 * * * *",
+}
+
+
+@dataclass
+class Dependencies:
+    store: EventStore
+    blobs: BlobStore
+    registry: ToolRegistry
+    database_url: str  # where the read models are (the sweeper's candidates)
+    source: str = "/magictoolbox/local"
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    progress_interval: float = 0.25
+    retry_backoff: timedelta = timedelta(seconds=30)  # the wait after a first failed attempt
+
+    def service(self) -> ExecutionService:
+        return ExecutionService(self.store, source=self.source)
+
+    def runner(self) -> ToolRunner:
+        return ToolRunner(
+            self.service(),
+            self.blobs,
+            self.registry,
+            worker_id=f"{self.worker_id}:{threading.get_ident()}",
+            progress_interval=self.progress_interval,
+        )
+
+
+def from_environment(env: dict[str, str] | None = None) -> Dependencies:
+    env = dict(os.environ if env is None else env)
+    var = PROJECT_ROOT / "var"
+    database_url = env.get("DATABASE_URL") or f"sqlite:///{var / 'magictoolbox.sqlite3'}"
+    key = env.get("BLOB_SIGNING_KEY") or env.get("SECRET_KEY") or "local-development-blob-key"
+    blobs = open_blob_store(env.get("BLOB_STORAGE") or str(var / "blobs"), signing_key=key.encode())
+    return Dependencies(
+        store=open_store(env.get("EVENTSTORE_URL") or database_url),
+        blobs=blobs,
+        registry=default_registry(),
+        database_url=database_url,
+        source=f"/magictoolbox/{env.get('MAGICTOOLBOX_DEPLOYMENT', 'local')}",
+        retry_backoff=timedelta(seconds=float(env.get("RETRY_BACKOFF_SECONDS") or 30)),
+    )
+
+
+def settings(env: dict[str, str] | None = None) -> dict[str, str]:
+    """App settings the bindings refer to (``%NAME%``): the environment over the defaults."""
+    env = dict(os.environ if env is None else env)
+    return {**DEFAULT_SCHEDULES, **{k: v for k, v in env.items() if k in DEFAULT_SCHEDULES}}
+
+
+_lock = threading.Lock()
+_current: Dependencies | None = None
+
+
+def configure(deps: Dependencies | None) -> None:
+    """Use these dependencies in this process (None: build from the environment on next use)."""
+    global _current
+    with _lock:
+        _current = deps
+
+
+def dependencies() -> Dependencies:
+    global _current
+    with _lock:
+        if _current is None:
+            _current = from_environment()
+        return _current

@@ -1,0 +1,113 @@
+"""What the Functions do, one plain function each, so ``function_app.py`` stays declarations.
+
+Event Grid delivers at least once and in no particular order, so ``on_execution_event`` trusts
+only the execution id in the subject: the runner reads the stream and acts on its state. A
+duplicate delivery, or an ``Uploaded`` arriving after the attempt began, finds nothing to do.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from uuid import UUID
+
+import azure.functions as func
+
+from events.catalog import Retried
+from handlers.wiring import Dependencies
+from projections import status
+from projections.db import Database
+from services.blobs.retention import remove_execution_blobs, sweep_temp
+from services.executions.decider import ExecutionState
+from services.executions.service import Trace
+from services.executions.sweeper import (
+    SweepReport,
+    backoff,
+    sweep_retention,
+    sweep_retries,
+    sweep_timeouts,
+)
+from services.tools.registry import UnknownTool
+from services.tools.runner import RunReport
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_ATTEMPTS = 3
+
+
+class BadDelivery(ValueError):
+    """An Event Grid event that is not about an execution: nothing to retry, dead-letter it."""
+
+    code = "bad_delivery"
+
+
+def execution_id_of(subject: str) -> UUID:
+    """``/tools/<category>/<tool>/executions/<uuid>`` → the uuid."""
+    parts = subject.strip("/").split("/")
+    if len(parts) != 5 or parts[0] != "tools" or parts[3] != "executions":
+        raise BadDelivery(f"subject {subject!r} does not name an execution")
+    try:
+        return UUID(parts[4])
+    except ValueError:
+        raise BadDelivery(f"subject {subject!r} does not end in an execution id") from None
+
+
+def on_execution_event(deps: Dependencies, event: func.EventGridEvent) -> RunReport:
+    """Run the execution's next attempt if it is waiting for one (Submitted/Uploaded/Retried)."""
+    execution_id = execution_id_of(event.subject)
+    trace = Trace(causation_id=event.id)
+    # Sync executions run inline in the request that submitted them; only their retries
+    # come here (the request is long gone by then).
+    async_only = not event.event_type.endswith(f".{Retried.name}")
+    report = deps.runner().run(execution_id, trace, async_only=async_only)
+    log.info("%s %s: %s %s", event.event_type, execution_id, report.outcome, report.detail)
+    return report
+
+
+def max_attempts_for(deps: Dependencies, state: ExecutionState) -> int:
+    try:
+        return deps.registry.get(state.tool).max_attempts
+    except UnknownTool:
+        return DEFAULT_MAX_ATTEMPTS
+
+
+def sweep(deps: Dependencies, now: datetime | None = None) -> SweepReport:
+    """Time out attempts past their deadline, then re-queue retryable failures past backoff."""
+    now = now or datetime.now(UTC)
+    service = deps.service()
+    with Database(deps.database_url) as db:
+        processing = [UUID(r.execution_id) for r in status.in_status(db, ["processing"])]
+        report = sweep_timeouts(service, processing, now)
+        failed = [
+            (UUID(r.execution_id), r.finished_at or r.updated_at)
+            for r in status.in_status(db, ["failed"])
+            if r.error_retryable
+        ]
+    # The timeouts just recorded are not in the read model yet: they go on the next sweep,
+    # after their backoff anyway.
+    retries = sweep_retries(
+        service,
+        failed,
+        now,
+        max_attempts_for=lambda s: max_attempts_for(deps, s),
+        delay=lambda attempt: backoff(attempt, deps.retry_backoff),
+    )
+    report.retried = retries.retried
+    report.skipped += retries.skipped
+    return report
+
+
+def expire(deps: Dependencies, now: datetime | None = None) -> SweepReport:
+    """Remove the files of executions past retention (recording Expired) and stale temp files."""
+    now = now or datetime.now(UTC)
+    with Database(deps.database_url) as db:
+        finished = [
+            (UUID(r.execution_id), r.finished_at or r.updated_at)
+            for r in status.in_status(db, ["completed", "failed", "cancelled"])
+        ]
+    report = sweep_retention(deps.service(), finished, now, remove_execution_blobs(deps.blobs))
+    removed = sweep_temp(deps.blobs, now)
+    log.info(
+        "retention: %d executions expired, %d temp files removed", len(report.expired), removed
+    )
+    return report

@@ -1,0 +1,254 @@
+"""The tool runner: carries one execution through an attempt, from Start to Completed or Failed.
+
+It is what a Function (or the sync path of a request) calls with an execution id. It reads the
+execution's state rather than trusting the message that woke it, so a duplicate or late delivery
+finds nothing to do: the decider refuses a second ``Start``, and the runner reports ``skipped``.
+Then it runs the tool with a context over the uploaded blob, stores the output in ``processed``
+and records ``Completed`` — or ``Failed`` with the error's stable code and whether another
+attempt could help (transient storage errors can; a corrupt input cannot).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+from uuid import UUID
+
+from pydantic import ValidationError
+
+from events.catalog import BlobRef
+from services.blobs.store import BlobError, BlobStore
+from services.executions.commands import Complete, Fail, ReportProgress, Start
+from services.executions.decider import WAITING, DomainError, ExecutionState, Status
+from services.executions.service import DEFAULT_TIMEOUT, ExecutionService, Trace
+from services.tools.base import (
+    BaseTool,
+    InputFile,
+    OutputSink,
+    ToolCancelled,
+    ToolContext,
+    ToolError,
+)
+from services.tools.registry import ToolRegistry, UnknownTool
+
+log = logging.getLogger(__name__)
+
+MAX_INLINE_RESULT = 64 * 1024  # longer text results are stored as a file instead
+
+RunOutcome = Literal["completed", "failed", "skipped", "abandoned"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    execution_id: UUID
+    outcome: RunOutcome
+    detail: str = ""
+    code: str | None = None  # the failure code when failed
+    retryable: bool = False
+    attempt: int = 0
+
+
+class ToolRunner:
+    def __init__(
+        self,
+        service: ExecutionService,
+        blobs: BlobStore,
+        registry: ToolRegistry,
+        *,
+        worker_id: str,
+        progress_interval: float = 0.25,
+        cancel_check_interval: float = 0.5,
+        temp_root: Path | None = None,
+        timeouts: Callable[[BaseTool], timedelta] | None = None,
+    ) -> None:
+        self.service = service
+        self.blobs = blobs
+        self.registry = registry
+        self.worker_id = worker_id
+        self.progress_interval = progress_interval
+        self.cancel_check_interval = cancel_check_interval
+        self.temp_root = temp_root
+        self.timeouts = timeouts or (lambda tool: tool.timeout)
+
+    def run(
+        self, execution_id: UUID, trace: Trace | None = None, *, async_only: bool = False
+    ) -> RunReport:
+        """Take the execution's next attempt if it is waiting for one; otherwise do nothing.
+
+        ``async_only`` leaves sync executions alone (their request runs them inline).
+        """
+        trace = trace or Trace()
+        state, _ = self.service.load(execution_id)
+        if async_only and state.mode == "sync":
+            return RunReport(execution_id, "skipped", "a sync execution runs in its request")
+        if state.status not in WAITING:
+            return RunReport(execution_id, "skipped", f"the execution is {state.status.value}")
+        if state.input is not None and state.upload is None:
+            return RunReport(execution_id, "skipped", "the input file is not uploaded yet")
+        try:
+            tool: BaseTool | None = self.registry.get(state.tool)
+        except UnknownTool:
+            tool = None
+        timeout = self.timeouts(tool) if tool else DEFAULT_TIMEOUT
+        start = Start(worker_id=self.worker_id, now=self.service.clock(), timeout=timeout)
+        try:
+            started = self.service.handle(execution_id, start, trace).state
+        except DomainError as exc:  # another worker took it first, or it was cancelled
+            return RunReport(execution_id, "skipped", str(exc))
+        attempt = _Attempt(self, execution_id, started, trace)
+        if tool is None:
+            return attempt.fail("unknown_tool", f"there is no tool {state.tool!r}", False)
+        return attempt.execute(tool)
+
+
+class _Attempt:
+    """One attempt of one execution: the tool run with its progress, cancellation and output."""
+
+    def __init__(
+        self, runner: ToolRunner, execution_id: UUID, state: ExecutionState, trace: Trace
+    ) -> None:
+        self.runner = runner
+        self.service = runner.service
+        self.execution_id = execution_id
+        self.state = state
+        self.trace = trace
+        self._last_progress = 0.0
+        self._last_check = time.monotonic()
+        self._stopped = False
+
+    def execute(self, tool: BaseTool) -> RunReport:
+        try:
+            params = tool.Params.model_validate(self.state.params or {})
+        except ValidationError as exc:
+            return self.fail("invalid_params", _pydantic_summary(exc), False)
+        started = time.monotonic()
+        with tempfile.TemporaryDirectory(
+            prefix=f"mt-{self.execution_id}-", dir=self.runner.temp_root
+        ) as tmp:
+            temp_dir = Path(tmp)
+            ctx = ToolContext(
+                params=params,
+                input=self._input(temp_dir),
+                temp_dir=temp_dir,
+                output=OutputSink(temp_dir),
+                report_progress=self.progress,
+                is_cancelled=self.cancelled,
+            )
+            try:
+                tool.run(ctx)
+            except ToolCancelled:
+                return RunReport(
+                    self.execution_id, "abandoned", "cancelled while running", attempt=self.attempt
+                )
+            except ToolError as exc:
+                return self.fail(exc.code, str(exc) or exc.code, exc.retryable)
+            except BlobError as exc:
+                return self.fail(exc.code, str(exc), exc.retryable)
+            except Exception as exc:  # a bug in the tool: final, with enough to find it
+                log.exception("tool %s crashed on %s", tool.slug, self.execution_id)
+                return self.fail("tool_crashed", f"{type(exc).__name__}: {exc}", False)
+            return self.complete(ctx.output, int((time.monotonic() - started) * 1000))
+
+    @property
+    def attempt(self) -> int:
+        return self.state.attempt
+
+    def _input(self, temp_dir: Path) -> InputFile | None:
+        declared, blob = self.state.input, self.state.upload
+        if declared is None or blob is None:
+            return None
+        blobs = self.runner.blobs
+        return InputFile(
+            filename=declared.filename,
+            size=blob.size,
+            content_type=blob.content_type,
+            _chunks=lambda: blobs.get(blob.container, blob.name),
+            _temp_dir=temp_dir,
+        )
+
+    def progress(self, percent: float, message: str) -> None:
+        now = time.monotonic()
+        if self._stopped or now - self._last_progress < self.runner.progress_interval:
+            return
+        self._last_progress = now
+        try:
+            self.service.handle(
+                self.execution_id,
+                ReportProgress(percent=percent, message=message[:500]),
+                self.trace,
+            )
+        except DomainError:  # cancelled or timed out meanwhile: the next check stops the tool
+            self._stopped = True
+
+    def cancelled(self) -> bool:
+        """True once this attempt no longer owns the execution (cancelled, timed out, retried)."""
+        if self._stopped:
+            return True
+        now = time.monotonic()
+        if now - self._last_check < self.runner.cancel_check_interval:
+            return False
+        self._last_check = now
+        current, _ = self.service.load(self.execution_id)
+        mine = current.status is Status.PROCESSING and current.attempt == self.attempt
+        self._stopped = not mine
+        return self._stopped
+
+    def complete(self, sink: OutputSink, duration_ms: int) -> RunReport:
+        output = sink.result
+        if output is None:
+            return self.fail("no_output", "the tool finished without producing an output", False)
+        ref: BlobRef | None = None
+        text = output.text
+        try:
+            if text is not None and len(text.encode()) > MAX_INLINE_RESULT:
+                ref = self.runner.blobs.put(
+                    "processed",
+                    f"{self.execution_id}/result.txt",
+                    [text.encode()],
+                    content_type="text/plain; charset=utf-8",
+                )
+                text = None
+            elif output.path is not None:
+                with output.path.open("rb") as f:
+                    ref = self.runner.blobs.put(
+                        "processed",
+                        f"{self.execution_id}/{output.filename or output.path.name}",
+                        f,
+                        content_type=output.content_type or "application/octet-stream",
+                    )
+        except BlobError as exc:
+            return self.fail(exc.code, f"storing the output failed: {exc}", exc.retryable)
+        try:
+            self.service.handle(
+                self.execution_id,
+                Complete(duration_ms=duration_ms, output=ref, result=text),
+                self.trace,
+            )
+        except DomainError as exc:  # cancelled or timed out while we worked: drop the output
+            if ref is not None:
+                self.runner.blobs.delete(ref.container, ref.name)
+            return RunReport(self.execution_id, "abandoned", str(exc), attempt=self.attempt)
+        return RunReport(self.execution_id, "completed", attempt=self.attempt)
+
+    def fail(self, code: str, message: str, retryable: bool) -> RunReport:
+        try:
+            self.service.handle(
+                self.execution_id,
+                Fail(code=code, message=message[:2000], retryable=retryable),
+                self.trace,
+            )
+        except DomainError as exc:
+            return RunReport(self.execution_id, "abandoned", str(exc), attempt=self.attempt)
+        return RunReport(self.execution_id, "failed", message, code, retryable, self.attempt)
+
+
+def _pydantic_summary(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors()[:5]
+    )

@@ -1,0 +1,118 @@
+"""Submitting an execution: check everything first, store the input, then record the facts.
+
+The order is what keeps a refused submission from leaving anything behind: parameters and the
+declared file are checked before any byte is stored, and the upload is streamed into blob
+storage (sniffed and size-limited on the way) before ``Submitted`` is appended. A refused upload
+therefore writes no event and leaves no blob; an accepted one becomes ``Submitted`` followed by
+``Uploaded``. Sync tools then run inline (``run_sync``); async ones wait for a worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+from uuid import UUID, uuid4
+
+from pydantic import ValidationError
+
+from events.catalog import DeclaredInput
+from services.blobs.store import BlobStore
+from services.executions.commands import RecordUpload, Submit
+from services.executions.service import ExecutionService, Trace
+from services.tools.base import BaseTool
+from services.tools.registry import ToolRegistry
+from services.tools.runner import RunReport, ToolRunner
+from services.tools.uploads import UploadRefused, check_declared, validate_and_store
+
+
+class SubmissionRefused(ValueError):
+    """The submission cannot be accepted as it is; nothing was written."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    filename: str
+    source: Iterable[bytes] | BinaryIO
+    size: int | None = None  # as declared by the client (Content-Length), if known
+
+
+def check_params(tool: BaseTool, params: dict[str, Any]) -> dict[str, Any]:
+    """The tool's parameters, validated and with defaults filled in, as JSON-ready data."""
+    try:
+        return tool.Params.model_validate(params).model_dump(mode="json")
+    except ValidationError as exc:
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}"
+            for e in exc.errors()[:5]
+        )
+        raise SubmissionRefused("invalid_params", detail) from None
+
+
+def submit(
+    service: ExecutionService,
+    registry: ToolRegistry,
+    blobs: BlobStore,
+    *,
+    tool: str,
+    owner: str,
+    params: dict[str, Any] | None = None,
+    upload: Upload | None = None,
+    execution_id: UUID | None = None,
+    trace: Trace | None = None,
+) -> UUID:
+    """Accept an execution of ``tool``: its events are appended, its input is stored."""
+    try:
+        chosen = registry.get(tool)
+    except LookupError as exc:
+        raise SubmissionRefused("unknown_tool", str(exc), 404) from None
+    clean_params = check_params(chosen, params or {})
+    execution_id = execution_id or uuid4()
+    if chosen.takes_input and upload is None:
+        raise SubmissionRefused("input_required", f"{chosen.slug} needs an input file")
+    declared = None
+    blob = None
+    try:
+        if upload is not None:
+            if not chosen.takes_input:
+                raise UploadRefused(
+                    "no_input_expected", f"{chosen.slug} takes no input file", status=400
+                )
+            check_declared(chosen, upload.filename, upload.size)
+            blob, safe_name = validate_and_store(
+                chosen,
+                upload.filename,
+                upload.source,
+                blobs,
+                name_prefix=str(execution_id),
+                declared_size=upload.size,
+            )
+            declared = DeclaredInput(
+                filename=safe_name, size=blob.size, content_type=blob.content_type
+            )
+    except UploadRefused as exc:
+        raise SubmissionRefused(exc.code, str(exc), exc.status) from None
+    command = Submit(
+        execution_id=execution_id,
+        tool=chosen.slug,
+        category=chosen.category,
+        tool_version=chosen.version,
+        mode=chosen.mode,
+        owner=owner,
+        params=clean_params,
+        input=declared,
+    )
+    service.handle(execution_id, command, trace)
+    if blob is not None:
+        service.handle(execution_id, RecordUpload(blob=blob), trace)
+    return execution_id
+
+
+def run_sync(runner: ToolRunner, execution_id: UUID, trace: Trace | None = None) -> RunReport:
+    """Run a sync tool's execution inline, in the caller's thread (the request)."""
+    return runner.run(execution_id, trace)

@@ -1,0 +1,97 @@
+"""``magictoolbox functions``: the local Functions host (and the projector) on their own.
+
+magictoolbox functions                 run the host until Ctrl-C
+magictoolbox functions deadletters     list deliveries that ran out of attempts
+magictoolbox functions redrive ID…     deliver dead letters again (--all for every one)
+magictoolbox functions list            the app's functions and their triggers
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from handlers import wiring
+from handlers.deadletters import DeadLetterStore
+from handlers.function_app import app as function_app
+from handlers.host import read_bindings, redrive
+from web import bootstrap
+
+
+class Command(BaseCommand):
+    help = "Run the local Functions host, or list and re-drive its dead letters."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "action", nargs="?", default="run", choices=["run", "deadletters", "redrive", "list"]
+        )
+        parser.add_argument("ids", nargs="*", help="dead letter ids (redrive)")
+        parser.add_argument("--all", action="store_true", help="redrive every dead letter")
+        parser.add_argument("--workers", type=int, default=4, help="worker threads (run)")
+        parser.add_argument(
+            "--no-projector", action="store_true", help="run without the in-process projector"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        letters = DeadLetterStore(settings.DATABASE_URL)
+        letters.setup()
+        action = options["action"]
+        if action == "run":
+            self._run(options)
+        elif action == "list":
+            subscriptions, timers = read_bindings(function_app, wiring.settings())
+            for s in subscriptions:
+                types = ", ".join(t.rsplit(".", 1)[-1] for t in s.included_event_types) or "all"
+                self.stdout.write(f"{s.name:<12} eventGrid  {s.subject_begins_with}*  [{types}]")
+            for t in timers:
+                self.stdout.write(f"{t.name:<12} timer      {t.schedule}")
+        elif action == "deadletters":
+            rows = letters.list()
+            for row in rows:
+                self.stdout.write(
+                    f"{row.id}  {row.dead_at:%Y-%m-%d %H:%M:%S}  {row.function:<10} "
+                    f"{row.event_type.rsplit('.', 1)[-1]:<10} {row.subject}  "
+                    f"attempts={row.attempts}  {row.last_error}"
+                )
+            self.stdout.write(f"{len(rows)} dead letter(s)")
+        else:
+            self._redrive(letters, options)
+
+    def _redrive(self, letters: DeadLetterStore, options: dict[str, Any]) -> None:
+        ids = [row.id for row in letters.list()] if options["all"] else options["ids"]
+        if not ids:
+            raise CommandError("name dead letter ids to redrive, or --all")
+        bootstrap.functions_dependencies()
+        failures = 0
+        for letter_id in ids:
+            try:
+                error = redrive(function_app, letters, letter_id, settings.MAGICTOOLBOX_SOURCE)
+            except KeyError as exc:
+                raise CommandError(str(exc.args[0])) from None
+            if error is None:
+                self.stdout.write(f"redriven  {letter_id}")
+            else:
+                failures += 1
+                self.stdout.write(f"failed    {letter_id}  {error}")
+        if failures:
+            raise CommandError(f"{failures} of {len(ids)} dead letters failed again")
+
+    def _run(self, options: dict[str, Any]) -> None:
+        from web.runtime import Background
+
+        background = Background(projector=not options["no_projector"], workers=options["workers"])
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        background.start()
+        self.stdout.write(
+            f"functions host running: {len(background.host.subscriptions)} event functions, "
+            f"{len(background.host.timers)} timers (Ctrl-C stops)"
+        )
+        stop.wait()
+        background.stop()
+        self.stdout.write("stopped")
