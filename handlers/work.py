@@ -71,13 +71,16 @@ def max_attempts_for(deps: Dependencies, state: ExecutionState) -> int:
         return DEFAULT_MAX_ATTEMPTS
 
 
-def sweep(deps: Dependencies, now: datetime | None = None) -> SweepReport:
-    """Time out attempts past their deadline, then re-queue retryable failures past backoff."""
+def sweep(deps: Dependencies, now: datetime | None = None) -> tuple[SweepReport, SweepReport]:
+    """Time out attempts past their deadline, then re-queue retryable failures past backoff.
+
+    Returns the timeout report and the retry report.
+    """
     now = now or datetime.now(UTC)
     service = deps.service()
     with Database(deps.database_url) as db:
         processing = [UUID(r.execution_id) for r in status.in_status(db, ["processing"])]
-        report = sweep_timeouts(service, processing, now)
+        timeouts = sweep_timeouts(service, processing, now)
         failed = [
             (UUID(r.execution_id), r.finished_at or r.updated_at)
             for r in status.in_status(db, ["failed"])
@@ -92,13 +95,14 @@ def sweep(deps: Dependencies, now: datetime | None = None) -> SweepReport:
         max_attempts_for=lambda s: max_attempts_for(deps, s),
         delay=lambda attempt: backoff(attempt, deps.retry_backoff),
     )
-    report.retried = retries.retried
-    report.skipped += retries.skipped
-    return report
+    return timeouts, retries
 
 
-def expire(deps: Dependencies, now: datetime | None = None) -> SweepReport:
-    """Remove the files of executions past retention (recording Expired) and stale temp files."""
+def expire(deps: Dependencies, now: datetime | None = None) -> tuple[SweepReport, int]:
+    """Remove the files of executions past retention (recording Expired) and stale temp files.
+
+    Returns the expiry report and how many temp files were removed.
+    """
     now = now or datetime.now(UTC)
     with Database(deps.database_url) as db:
         finished = [
@@ -110,4 +114,4 @@ def expire(deps: Dependencies, now: datetime | None = None) -> SweepReport:
     log.info(
         "retention: %d executions expired, %d temp files removed", len(report.expired), removed
     )
-    return report
+    return report, removed

@@ -38,6 +38,10 @@ class SweepReport:
     retried: list[UUID] = field(default_factory=list)
     skipped: int = 0  # candidates the decider refused: nothing to do for them
 
+    @property
+    def considered(self) -> int:
+        return len(self.timed_out) + len(self.expired) + len(self.retried) + self.skipped
+
 
 def sweep_timeouts(
     service: ExecutionService, candidates: Iterable[UUID], now: datetime

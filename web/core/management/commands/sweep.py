@@ -1,29 +1,28 @@
-"""``magictoolbox sweep``: time out attempts past their deadline; expire finished executions.
+"""``magictoolbox sweep``: what the Functions' timers do, once, now (or as of ``--now``).
 
+Times out attempts past their deadline, re-queues retryable failures whose backoff is over,
+expires finished executions past retention (removing their files) and clears stale temp files.
 Candidates come from the status read model; the decider has the last word on each (a stale row
-costs a refused command, nothing else). Blob removal arrives with blob storage; until then
-expiring records that no files were removed.
+costs a refused command, nothing else).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from projections import status
-from projections.db import Database
-from services.executions.service import ExecutionService
-from services.executions.sweeper import sweep_retention, sweep_timeouts
+from handlers import work
+from handlers.wiring import Dependencies
+from web import bootstrap
 from web.core.cli import add_store_argument, opened_store
 from web.core.management.commands.projections import add_db_argument
 
 
 class Command(BaseCommand):
-    help = "Fail executions whose attempt passed its deadline; expire those past retention."
+    help = "Time out stuck attempts, retry transient failures, expire old executions' files."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -36,23 +35,25 @@ class Command(BaseCommand):
         now = options["now"] or datetime.now(UTC)
         if now.tzinfo is None:
             now = now.replace(tzinfo=UTC)
-        with (
-            opened_store(options["store"]) as store,
-            Database(options["db"] or settings.DATABASE_URL) as db,
-        ):
-            service = ExecutionService(store, source=settings.MAGICTOOLBOX_SOURCE)
-            processing = [UUID(r.execution_id) for r in status.in_status(db, ["processing"])]
-            finished = [
-                (UUID(r.execution_id), r.finished_at or r.updated_at)
-                for r in status.in_status(db, ["completed", "failed", "cancelled"])
-            ]
-            timeouts = sweep_timeouts(service, processing, now)
-            expiry = sweep_retention(service, finished, now)
+        with opened_store(options["store"]) as store:
+            deps = Dependencies(
+                store=store,
+                blobs=bootstrap.blob_store(),
+                registry=bootstrap.tool_registry(),
+                database_url=options["db"] or settings.DATABASE_URL,
+                source=settings.MAGICTOOLBOX_SOURCE,
+            )
+            timeouts, retries = work.sweep(deps, now)
+            expiry, temp_removed = work.expire(deps, now)
         self.stdout.write(
-            f"timed out {len(timeouts.timed_out)} of {len(processing)} processing; "
-            f"expired {len(expiry.expired)} of {len(finished)} finished"
+            f"timed out {len(timeouts.timed_out)} of {timeouts.considered} processing; "
+            f"retried {len(retries.retried)} of {retries.considered} failed; "
+            f"expired {len(expiry.expired)} of {expiry.considered} finished; "
+            f"{temp_removed} temp files removed"
         )
         for execution_id in timeouts.timed_out:
             self.stdout.write(f"  timeout  {execution_id}")
+        for execution_id in retries.retried:
+            self.stdout.write(f"  retried  {execution_id}")
         for execution_id in expiry.expired:
             self.stdout.write(f"  expired  {execution_id}")
