@@ -21,6 +21,13 @@ from pydantic import BaseModel, ConfigDict
 
 MB = 1024 * 1024
 GLOBAL_MAX_UPLOAD = 500 * MB
+MAX_INLINE_RESULT = 64 * 1024  # characters of an inline result (Completed.result's max_length)
+
+
+def derived_name(filename: str, tag: str, ext: str, fallback: str = "output") -> str:
+    """``photo.png`` → ``photo-rotated.png``: a download is named after its upload."""
+    stem = Path(filename).stem or fallback
+    return f"{stem}-{tag}{ext}"
 
 
 class ToolError(Exception):
@@ -230,6 +237,7 @@ def local_context(
 
 __all__ = [
     "GLOBAL_MAX_UPLOAD",
+    "MAX_INLINE_RESULT",
     "MB",
     "BaseTool",
     "InputFile",
@@ -243,5 +251,6 @@ __all__ = [
     "ToolContext",
     "ToolError",
     "TransientToolError",
+    "derived_name",
     "local_context",
 ]

@@ -28,6 +28,7 @@ from services.executions.commands import Complete, Fail, ReportProgress, Start
 from services.executions.decider import WAITING, DomainError, ExecutionState, Status
 from services.executions.service import DEFAULT_TIMEOUT, ExecutionService, Trace
 from services.tools.base import (
+    MAX_INLINE_RESULT,
     BaseTool,
     InputFile,
     OutputSink,
@@ -38,8 +39,6 @@ from services.tools.base import (
 from services.tools.registry import ToolRegistry, UnknownTool
 
 log = logging.getLogger(__name__)
-
-MAX_INLINE_RESULT = 64 * 1024  # longer text results are stored as a file instead
 
 RunOutcome = Literal["completed", "failed", "skipped", "abandoned"]
 
