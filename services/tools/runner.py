@@ -11,6 +11,7 @@ attempt could help (transient storage errors can; a corrupt input cannot).
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -39,6 +40,8 @@ from services.tools.base import (
 from services.tools.registry import ToolRegistry, UnknownTool
 
 log = logging.getLogger(__name__)
+
+_CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")  # what a Failed event's code may look like
 
 RunOutcome = Literal["completed", "failed", "skipped", "abandoned"]
 
@@ -146,13 +149,21 @@ class _Attempt:
                     self.execution_id, "abandoned", "cancelled while running", attempt=self.attempt
                 )
             except ToolError as exc:
-                return self.fail(exc.code, str(exc) or exc.code, exc.retryable)
+                code = exc.code if _CODE.match(exc.code or "") else "tool_error"
+                return self.fail(code, str(exc) or exc.code, exc.retryable)
             except BlobError as exc:
                 return self.fail(exc.code, str(exc), exc.retryable)
             except Exception as exc:  # a bug in the tool: final, with enough to find it
                 log.exception("tool %s crashed on %s", tool.slug, self.execution_id)
                 return self.fail("tool_crashed", f"{type(exc).__name__}: {exc}", False)
-            return self.complete(ctx.output, int((time.monotonic() - started) * 1000))
+            duration_ms = int((time.monotonic() - started) * 1000)
+            try:
+                return self.complete(ctx.output, duration_ms)
+            except BlobError as exc:
+                return self.fail(exc.code, f"storing the output failed: {exc}", exc.retryable)
+            except Exception as exc:  # an output file that is missing or badly named: a tool bug
+                log.exception("tool %s left an output that cannot be stored", tool.slug)
+                return self.fail("tool_crashed", f"{type(exc).__name__}: {exc}", False)
 
     @property
     def attempt(self) -> int:
@@ -204,25 +215,23 @@ class _Attempt:
             return self.fail("no_output", "the tool finished without producing an output", False)
         ref: BlobRef | None = None
         text = output.text
-        try:
-            if text is not None and len(text.encode()) > MAX_INLINE_RESULT:
+        # Storage errors propagate: execute() turns them into Failed.
+        if text is not None and len(text.encode()) > MAX_INLINE_RESULT:
+            ref = self.runner.blobs.put(
+                "processed",
+                f"{self.execution_id}/result.txt",
+                [text.encode()],
+                content_type="text/plain; charset=utf-8",
+            )
+            text = None
+        elif output.path is not None:
+            with output.path.open("rb") as f:
                 ref = self.runner.blobs.put(
                     "processed",
-                    f"{self.execution_id}/result.txt",
-                    [text.encode()],
-                    content_type="text/plain; charset=utf-8",
+                    f"{self.execution_id}/{output.filename or output.path.name}",
+                    f,
+                    content_type=output.content_type or "application/octet-stream",
                 )
-                text = None
-            elif output.path is not None:
-                with output.path.open("rb") as f:
-                    ref = self.runner.blobs.put(
-                        "processed",
-                        f"{self.execution_id}/{output.filename or output.path.name}",
-                        f,
-                        content_type=output.content_type or "application/octet-stream",
-                    )
-        except BlobError as exc:
-            return self.fail(exc.code, f"storing the output failed: {exc}", exc.retryable)
         try:
             self.service.handle(
                 self.execution_id,

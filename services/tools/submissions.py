@@ -17,8 +17,10 @@ from uuid import UUID, uuid4
 from pydantic import ValidationError
 
 from events.catalog import DeclaredInput
+from events.store import NO_STREAM
 from services.blobs.store import BlobStore
 from services.executions.commands import RecordUpload, Submit
+from services.executions.decider import ExecutionExists
 from services.executions.service import ExecutionService, Trace
 from services.tools.base import BaseTool
 from services.tools.registry import ToolRegistry
@@ -72,7 +74,11 @@ def submit(
     except LookupError as exc:
         raise SubmissionRefused("unknown_tool", str(exc), 404) from None
     clean_params = check_params(chosen, params or {})
-    execution_id = execution_id or uuid4()
+    if execution_id is None:
+        execution_id = uuid4()
+    elif service.load(execution_id)[1] != NO_STREAM:
+        # Checked before the upload is stored: it would land on the existing execution's input.
+        raise SubmissionRefused("execution_exists", f"execution {execution_id} exists", 409)
     if chosen.takes_input and upload is None:
         raise SubmissionRefused("input_required", f"{chosen.slug} needs an input file")
     declared = None
@@ -107,7 +113,10 @@ def submit(
         params=clean_params,
         input=declared,
     )
-    service.handle(execution_id, command, trace)
+    try:
+        service.handle(execution_id, command, trace)
+    except ExecutionExists as exc:  # another submission with this id won the race just now
+        raise SubmissionRefused("execution_exists", str(exc), 409) from None
     if blob is not None:
         service.handle(execution_id, RecordUpload(blob=blob), trace)
     return execution_id
