@@ -9,10 +9,11 @@ source passes ``max_size``. Every backend passes the same contract suite
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, cast
 
 from events.catalog import BlobRef
 
@@ -92,3 +93,65 @@ class BlobStore(Protocol):
 
     def list(self, container: str, *, prefix: str = "") -> Iterator[BlobItem]:
         """The container's blobs (name starting with ``prefix``), in no promised order."""
+
+
+MAX_NAME_LENGTH = 1024  # Azure's limit, and BlobRef's
+
+
+def check_name(container: str, name: str) -> None:
+    """Refuse an unknown container or a name that could leave it (ValueError), on every backend.
+
+    ``..``/``.``/empty segments, a leading ``/``, backslashes and control characters are refused
+    everywhere, not only on disk: an HTTP client normalises ``a/../b`` in a blob URL too, and one
+    name must mean the same blob on every backend.
+    """
+    if container not in CONTAINERS:
+        raise ValueError(f"unknown container {container!r}; expected one of {CONTAINERS}")
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"a blob name needs 1 to {MAX_NAME_LENGTH} characters")
+    if "\\" in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ValueError(f"blob name {name!r} contains a backslash or a control character")
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        raise ValueError(f"blob name {name!r} is absolute or has an empty, '.' or '..' segment")
+
+
+class Metered:
+    """Iterates a ``Source`` chunk by chunk, hashing and counting as it goes.
+
+    Raises BlobTooLarge as soon as the running size passes ``max_size``, before the chunk that
+    crosses the limit is handed on, so a backend never writes a byte past the limit. ``size`` and
+    ``sha256`` are final once iteration ends.
+    """
+
+    def __init__(self, source: Source, max_size: int | None = None) -> None:
+        self._source = source
+        self._max_size = max_size
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks():
+            if not chunk:
+                continue
+            self.size += len(chunk)
+            if self._max_size is not None and self.size > self._max_size:
+                raise BlobTooLarge(self._max_size)
+            self._hash.update(chunk)
+            yield chunk
+
+    def _chunks(self) -> Iterator[bytes]:
+        source = self._source
+        # bytes is an Iterable of ints, not of chunks: take it as one chunk rather than fail oddly.
+        if isinstance(source, bytes | bytearray | memoryview):
+            yield bytes(source)
+        # Check read() first: file objects iterate by *lines*, which may be one huge line.
+        elif hasattr(source, "read"):
+            read = cast(BinaryIO, source).read
+            while chunk := read(CHUNK_SIZE):
+                yield chunk
+        else:
+            yield from cast(Iterable[bytes], source)
