@@ -34,12 +34,15 @@ def sweep_temp(store: BlobStore, now: datetime, max_age: timedelta = timedelta(h
 def remove_execution_blobs(store: BlobStore) -> Callable[[ExecutionState], list[BlobRef]]:
     """The ``remove_blobs`` callback of ``sweep_retention``: deletes the upload and the output.
 
-    It returns only the refs it actually deleted, so a blob already gone (an earlier sweep that
-    died before recording ``Expired``) is not claimed twice.
+    It returns every ref of the execution, deleted now or gone already: an earlier sweep may have
+    removed the files and died before recording ``Expired``, and the event (recorded once per
+    execution) should still say which files went.
     """
 
     def remove(state: ExecutionState) -> list[BlobRef]:
-        refs = (ref for ref in (state.upload, state.output) if ref is not None)
-        return [ref for ref in refs if store.delete(ref.container, ref.name)]
+        refs = [ref for ref in (state.upload, state.output) if ref is not None]
+        for ref in refs:
+            store.delete(ref.container, ref.name)
+        return refs
 
     return remove

@@ -79,8 +79,10 @@ def test_remove_execution_blobs_deletes_upload_and_output(blob_store: BlobStore)
     assert not blob_store.exists("uploads", upload.name)
     assert not blob_store.exists("processed", output.name)
     assert blob_store.exists("processed", keep.name)
-    # Run again (a sweep that died before recording Expired): nothing left to claim.
-    assert remove(state) == []
+    # Run again (a sweep that died before recording Expired): the files are gone, and the
+    # Expired event still names them; the blob we must keep is still there.
+    assert remove(state) == [upload, output]
+    assert blob_store.exists("processed", keep.name)
 
 
 def test_remove_execution_blobs_without_files(blob_store: BlobStore) -> None:
