@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from events.catalog import DeclaredInput
 from events.envelope import execution_stream
 from projections import status as status_model
 from projections.db import Database
+from services.executions.commands import RecordUpload, Submit
 from services.executions.decider import TERMINAL, Status
 from services.tools.submissions import SubmissionRefused
 from tests.handlers.conftest import Toolbox
@@ -44,7 +46,7 @@ def test_async_image_rotation_records_the_whole_lifecycle(sqlite_toolbox: Toolbo
     names = box.event_names(execution_id)
     assert names[:3] == ["Submitted", "Uploaded", "Processing"]
     assert names[-1] == "Completed"
-    assert set(names[3:-1]) <= {"Progress"}
+    assert names[3:-1] and set(names[3:-1]) == {"Progress"}
     rotated = Image.open(io.BytesIO(box.output_bytes(state)))
     assert rotated.size == (20, 40)
     assert state.output is not None and state.output.container == "processed"
@@ -203,6 +205,37 @@ def test_input_the_tool_cannot_process_fails_with_a_final_code(
     assert (state.error.code, state.error.retryable) == (code, False)
     assert sqlite_toolbox.host.wait_until_idle()
     assert sqlite_toolbox.event_names(execution_id).count("Processing") == 1
+
+
+def test_a_text_file_named_png_that_reaches_the_tool_fails_as_invalid_input(
+    sqlite_toolbox: Toolbox,
+) -> None:
+    """The upload check refuses such a file (below); should one reach the tool anyway (stored
+    before the check existed, or by a client of the blob store), the tool fails it for good."""
+    box = sqlite_toolbox
+    execution_id = uuid.uuid4()
+    text = b"just some text, not an image\n" * 10
+    blob = box.blobs.put("uploads", f"{execution_id}/notes.png", [text], content_type="image/png")
+    box.service.handle(
+        execution_id,
+        Submit(
+            execution_id,
+            "image-rotate",
+            "image",
+            "1.0.0",
+            "async",
+            "tester",
+            {"angle": 90},
+            DeclaredInput(filename="notes.png", size=len(text), content_type="image/png"),
+        ),
+    )
+    box.service.handle(execution_id, RecordUpload(blob=blob))
+
+    state = box.wait_for(execution_id, TERMINAL)
+
+    assert state.status is Status.FAILED and state.error is not None
+    assert (state.error.code, state.error.retryable) == ("invalid_input", False)
+    assert "image" in state.error.message
 
 
 @pytest.mark.parametrize(
