@@ -39,6 +39,7 @@ from croniter import croniter
 from events.envelope import RecordedEvent
 from events.store import EventStore
 from handlers.deadletters import DeadLetterStore
+from projections.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +211,7 @@ class LocalFunctionsHost:
         self._pending: dict[int, int] = {}  # feed position → deliveries not yet finished
         self._read_up_to = 0  # the feed position read and dispatched
         self._saved = -1
+        self._saved_at = 0.0
         self._retries: list[_Delivery] = []
         self._seq = itertools.count()
         self._timer_busy: set[str] = set()
@@ -282,6 +284,12 @@ class LocalFunctionsHost:
         return count
 
     def _follow_feed(self) -> None:
+        # One connection for the checkpoint writes of this thread: connecting costs more than
+        # the write, and it would delay the next dispatch.
+        with Database(self.deadletters.database_url) as db:
+            self._follow(db)
+
+    def _follow(self, db: Database) -> None:
         while not self._stop.is_set():
             try:
                 events = self.store.read_all(self._read_up_to, limit=self.batch_size)
@@ -301,7 +309,7 @@ class LocalFunctionsHost:
                     self._submit(_Delivery(0, next(self._seq), event, subscription))
                 with self._lock:
                     self._read_up_to = event.position
-            self._save_checkpoint()
+            self._save_checkpoint(db=db)
             if not events:
                 self.store.wait_for(self._read_up_to, timeout=min(self.checkpoint_interval, 1.0))
 
@@ -407,15 +415,15 @@ class LocalFunctionsHost:
             for delivery in due:
                 self._submit(delivery)
 
-    def _save_checkpoint(self, force: bool = False) -> None:
+    def _save_checkpoint(self, force: bool = False, db: Database | None = None) -> None:
         position = self.checkpoint
         if position == self._saved:
             return
         now = time.monotonic()
-        if not force and now - getattr(self, "_saved_at", 0.0) < self.checkpoint_interval:
+        if not force and now - self._saved_at < self.checkpoint_interval:
             return
         try:
-            self.deadletters.save_checkpoint(self.checkpoint_name, position)
+            self.deadletters.save_checkpoint(self.checkpoint_name, position, db)
         except Exception:
             log.exception("functions host: saving the checkpoint failed")
             return

@@ -26,7 +26,13 @@ from events.envelope import (
 from events.errors import WrongExpectedVersion
 from events.store import NO_STREAM, AppendResult, EventStore
 from services.executions.commands import Command, Submit
-from services.executions.decider import ExecutionState, decide, evolve, initial_state
+from services.executions.decider import (
+    DomainError,
+    ExecutionState,
+    decide,
+    evolve,
+    initial_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +114,35 @@ class ExecutionService:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def handle(self, execution_id: UUID, command: Command, trace: Trace | None = None) -> Outcome:
-        """Decide ``command`` against the execution's latest state and append what it yields."""
+    def handle(
+        self,
+        execution_id: UUID,
+        command: Command,
+        trace: Trace | None = None,
+        *,
+        known: tuple[ExecutionState, int] | None = None,
+    ) -> Outcome:
+        """Decide ``command`` against the execution's latest state and append what it yields.
+
+        ``known`` is a (state, version) the caller already holds (an earlier Outcome, or a new
+        stream): the first decision uses it instead of reading the stream. If it is stale the
+        append is refused and the service reads and decides again, as for any other conflict.
+        """
         trace = trace or Trace()
         stream = execution_stream(execution_id)
         for _ in range(self.max_conflict_retries + 1):
-            state, version = self.load(execution_id)
-            payloads = decide(command, state)  # a DomainError propagates: nothing to write
+            assumed = known is not None
+            if known is not None:
+                (state, version), known = known, None
+            else:
+                state, version = self.load(execution_id)
+            try:
+                payloads = decide(command, state)
+            except DomainError:
+                if assumed:  # the caller's state may be stale: decide on the stream's own
+                    continue
+                raise  # nothing to write
+
             subject = _subject(execution_id, command, state)
             metadata = {
                 "correlationid": trace.correlation_id or str(execution_id),

@@ -25,9 +25,9 @@ from pydantic import ValidationError
 
 from events.catalog import BlobRef
 from services.blobs.store import BlobError, BlobStore
-from services.executions.commands import Complete, Fail, ReportProgress, Start
+from services.executions.commands import Command, Complete, Fail, ReportProgress, Start
 from services.executions.decider import WAITING, DomainError, ExecutionState, Status
-from services.executions.service import DEFAULT_TIMEOUT, ExecutionService, Trace
+from services.executions.service import DEFAULT_TIMEOUT, ExecutionService, Outcome, Trace
 from services.tools.base import (
     MAX_INLINE_RESULT,
     BaseTool,
@@ -86,7 +86,7 @@ class ToolRunner:
         ``async_only`` leaves sync executions alone (their request runs them inline).
         """
         trace = trace or Trace()
-        state, _ = self.service.load(execution_id)
+        state, version = self.service.load(execution_id)
         if async_only and state.mode == "sync":
             return RunReport(execution_id, "skipped", "a sync execution runs in its request")
         if state.status not in WAITING:
@@ -100,7 +100,7 @@ class ToolRunner:
         timeout = self.timeouts(tool) if tool else DEFAULT_TIMEOUT
         start = Start(worker_id=self.worker_id, now=self.service.clock(), timeout=timeout)
         try:
-            started = self.service.handle(execution_id, start, trace).state
+            started = self.service.handle(execution_id, start, trace, known=(state, version))
         except DomainError as exc:  # another worker took it first, or it was cancelled
             return RunReport(execution_id, "skipped", str(exc))
         attempt = _Attempt(self, execution_id, started, trace)
@@ -113,12 +113,15 @@ class _Attempt:
     """One attempt of one execution: the tool run with its progress, cancellation and output."""
 
     def __init__(
-        self, runner: ToolRunner, execution_id: UUID, state: ExecutionState, trace: Trace
+        self, runner: ToolRunner, execution_id: UUID, started: Outcome, trace: Trace
     ) -> None:
         self.runner = runner
         self.service = runner.service
         self.execution_id = execution_id
-        self.state = state
+        self.state = started.state
+        # The stream as this attempt last wrote or read it: the next command is decided on it
+        # without reading the stream again (a stale one costs a re-read, never a wrong event).
+        self.known: tuple[ExecutionState, int] = (started.state, started.version)
         self.trace = trace
         self._last_progress = 0.0
         self._last_check = time.monotonic()
@@ -182,6 +185,10 @@ class _Attempt:
             _temp_dir=temp_dir,
         )
 
+    def _handle(self, command: Command) -> None:
+        outcome = self.service.handle(self.execution_id, command, self.trace, known=self.known)
+        self.known = (outcome.state, outcome.version)
+
     def progress(self, percent: float, message: str) -> None:
         now = time.monotonic()
         if self._stopped or now - self._last_progress < self.runner.progress_interval:
@@ -204,7 +211,8 @@ class _Attempt:
         if now - self._last_check < self.runner.cancel_check_interval:
             return False
         self._last_check = now
-        current, _ = self.service.load(self.execution_id)
+        current, version = self.service.load(self.execution_id)
+        self.known = (current, version)
         mine = current.status is Status.PROCESSING and current.attempt == self.attempt
         self._stopped = not mine
         return self._stopped
@@ -233,11 +241,7 @@ class _Attempt:
                     content_type=output.content_type or "application/octet-stream",
                 )
         try:
-            self.service.handle(
-                self.execution_id,
-                Complete(duration_ms=duration_ms, output=ref, result=text),
-                self.trace,
-            )
+            self._handle(Complete(duration_ms=duration_ms, output=ref, result=text))
         except DomainError as exc:  # cancelled or timed out while we worked: drop the output
             if ref is not None:
                 self.runner.blobs.delete(ref.container, ref.name)
@@ -246,11 +250,7 @@ class _Attempt:
 
     def fail(self, code: str, message: str, retryable: bool) -> RunReport:
         try:
-            self.service.handle(
-                self.execution_id,
-                Fail(code=code, message=message[:2000], retryable=retryable),
-                self.trace,
-            )
+            self._handle(Fail(code=code, message=message[:2000], retryable=retryable))
         except DomainError as exc:
             return RunReport(self.execution_id, "abandoned", str(exc), attempt=self.attempt)
         return RunReport(self.execution_id, "failed", message, code, retryable, self.attempt)

@@ -20,7 +20,7 @@ from events.catalog import DeclaredInput
 from events.store import NO_STREAM
 from services.blobs.store import BlobStore
 from services.executions.commands import RecordUpload, Submit
-from services.executions.decider import ExecutionExists
+from services.executions.decider import ExecutionExists, initial_state
 from services.executions.service import ExecutionService, Trace
 from services.tools.base import BaseTool
 from services.tools.registry import ToolRegistry
@@ -114,11 +114,17 @@ def submit(
         input=declared,
     )
     try:
-        service.handle(execution_id, command, trace)
+        # A new stream: nothing to read first (if it exists after all, the append says so).
+        submitted = service.handle(execution_id, command, trace, known=(initial_state(), NO_STREAM))
     except ExecutionExists as exc:  # another submission with this id won the race just now
         raise SubmissionRefused("execution_exists", str(exc), 409) from None
     if blob is not None:
-        service.handle(execution_id, RecordUpload(blob=blob), trace)
+        service.handle(
+            execution_id,
+            RecordUpload(blob=blob),
+            trace,
+            known=(submitted.state, submitted.version),
+        )
     return execution_id
 
 
