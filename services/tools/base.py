@@ -10,6 +10,8 @@ checks ``ctx.check_cancelled()`` between steps of long work, keeps scratch files
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -119,6 +121,34 @@ class BaseTool:
         }
 
 
+class ScratchDir:
+    """A temp directory made on first use: most quick tools never need one, and making and
+    removing a directory costs more than a no-op tool's whole run."""
+
+    def __init__(self, parent: Path | None = None, prefix: str = "mt-") -> None:
+        self._parent = parent
+        self._prefix = prefix
+        self._path: Path | None = None
+
+    @property
+    def path(self) -> Path:
+        if self._path is None:
+            self._path = Path(tempfile.mkdtemp(prefix=self._prefix, dir=self._parent))
+        return self._path
+
+    @property
+    def made(self) -> bool:
+        return self._path is not None
+
+    def cleanup(self) -> None:
+        if self._path is not None:
+            shutil.rmtree(self._path, ignore_errors=True)
+
+
+def _dir(where: Path | ScratchDir) -> Path:
+    return where.path if isinstance(where, ScratchDir) else where
+
+
 @dataclass
 class InputFile:
     """The execution's uploaded file, read as a stream (it may live in Azure)."""
@@ -127,7 +157,7 @@ class InputFile:
     size: int
     content_type: str
     _chunks: Callable[[], Iterator[bytes]]
-    _temp_dir: Path
+    _temp_dir: Path | ScratchDir
     _path: Path | None = None
 
     def chunks(self) -> Iterator[bytes]:
@@ -141,7 +171,7 @@ class InputFile:
         """The file on local disk (copied into the temp dir once), for libraries that need one."""
         if self._path is None:
             suffix = Path(self.filename).suffix
-            target = self._temp_dir / f"input{suffix}"
+            target = _dir(self._temp_dir) / f"input{suffix}"
             with target.open("wb") as out:
                 for chunk in self._chunks():
                     out.write(chunk)
@@ -165,7 +195,7 @@ class Output:
 class OutputSink:
     """Where a tool hands its result. Set it once."""
 
-    def __init__(self, temp_dir: Path) -> None:
+    def __init__(self, temp_dir: Path | ScratchDir) -> None:
         self._temp_dir = temp_dir
         self.result: Output | None = None
 
@@ -179,7 +209,7 @@ class OutputSink:
         self._set(Output(path=Path(path), filename=filename, content_type=content_type))
 
     def bytes(self, data: bytes, filename: str, content_type: str) -> None:
-        path = self._temp_dir / f"output-{len(data)}.bin"
+        path = _dir(self._temp_dir) / f"output-{len(data)}.bin"
         path.write_bytes(data)
         self._set(Output(path=path, filename=filename, content_type=content_type))
 
@@ -191,10 +221,15 @@ class OutputSink:
 class ToolContext:
     params: BaseModel
     input: InputFile | None
-    temp_dir: Path
+    scratch: Path | ScratchDir  # ``temp_dir``: made on first use when a ScratchDir
     output: OutputSink
     report_progress: Callable[[float, str], None] = field(default=lambda percent, message: None)
     is_cancelled: Callable[[], bool] = field(default=lambda: False)
+
+    @property
+    def temp_dir(self) -> Path:
+        """A private scratch directory, removed after the run."""
+        return _dir(self.scratch)
 
     def progress(self, percent: float, message: str = "") -> None:
         """Report progress (0..100). Cheap to call often: the runner throttles what it records."""
@@ -231,7 +266,7 @@ def local_context(
 
         input_file = InputFile(src.name, src.stat().st_size, content_type, chunks, temp_dir)
     return ToolContext(
-        params=params, input=input_file, temp_dir=temp_dir, output=OutputSink(temp_dir)
+        params=params, input=input_file, scratch=temp_dir, output=OutputSink(temp_dir)
     )
 
 
@@ -247,6 +282,7 @@ __all__ = [
     "Output",
     "OutputKind",
     "OutputSink",
+    "ScratchDir",
     "ToolCancelled",
     "ToolContext",
     "ToolError",

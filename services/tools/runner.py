@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from services.tools.base import (
     BaseTool,
     InputFile,
     OutputSink,
+    ScratchDir,
     ToolCancelled,
     ToolContext,
     ToolError,
@@ -133,15 +133,13 @@ class _Attempt:
         except ValidationError as exc:
             return self.fail("invalid_params", _pydantic_summary(exc), False)
         started = time.monotonic()
-        with tempfile.TemporaryDirectory(
-            prefix=f"mt-{self.execution_id}-", dir=self.runner.temp_root
-        ) as tmp:
-            temp_dir = Path(tmp)
+        scratch = ScratchDir(self.runner.temp_root, prefix=f"mt-{self.execution_id}-")
+        try:
             ctx = ToolContext(
                 params=params,
-                input=self._input(temp_dir),
-                temp_dir=temp_dir,
-                output=OutputSink(temp_dir),
+                input=self._input(scratch),
+                scratch=scratch,
+                output=OutputSink(scratch),
                 report_progress=self.progress,
                 is_cancelled=self.cancelled,
             )
@@ -167,12 +165,14 @@ class _Attempt:
             except Exception as exc:  # an output file that is missing or badly named: a tool bug
                 log.exception("tool %s left an output that cannot be stored", tool.slug)
                 return self.fail("tool_crashed", f"{type(exc).__name__}: {exc}", False)
+        finally:
+            scratch.cleanup()
 
     @property
     def attempt(self) -> int:
         return self.state.attempt
 
-    def _input(self, temp_dir: Path) -> InputFile | None:
+    def _input(self, temp_dir: ScratchDir) -> InputFile | None:
         declared, blob = self.state.input, self.state.upload
         if declared is None or blob is None:
             return None
