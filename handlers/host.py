@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -172,6 +172,9 @@ class _Delivery:
     subscription: EventSubscription = field(compare=False)
     attempt: int = field(default=1, compare=False)
     counted: bool = field(default=True, compare=False)  # part of checkpoint bookkeeping
+    # Holds one of the feed's in-flight slots. A delivery waiting for a retry gives its slot
+    # back, so a function that fails for hours does not stall every other function's events.
+    holds_slot: bool = field(default=True, compare=False)
 
 
 class LocalFunctionsHost:
@@ -279,7 +282,11 @@ class LocalFunctionsHost:
         count = 0
         for subscription in self.subscriptions:
             if subscription.matches(event.type, event.subject):
-                self._submit(_Delivery(0, next(self._seq), event, subscription, counted=False))
+                self._submit(
+                    _Delivery(
+                        0, next(self._seq), event, subscription, counted=False, holds_slot=False
+                    )
+                )
                 count += 1
         return count
 
@@ -335,11 +342,16 @@ class LocalFunctionsHost:
         error = f"{type(exc).__name__}: {exc}"
         with self._lock:
             self.stats.failed_attempts += 1
-        if delivery.attempt >= self.retry.max_attempts or self._stop.is_set():
-            if not self._stop.is_set():
-                self._dead_letter(delivery, error)
-            self._finished(delivery, stopping=self._stop.is_set())
+        if self._stop.is_set():
+            self._finished(delivery, stopping=True)
             return
+        if delivery.attempt >= self.retry.max_attempts:
+            if self._dead_letter(delivery, error):
+                self._finished(delivery)
+                return
+            # Not even the dead letter could be written: keep the event (the checkpoint stays
+            # before it) and try the whole delivery again later.
+            delivery = replace(delivery, attempt=delivery.attempt - 1)
         delay = self.retry.delay(delivery.attempt)
         log.warning(
             "%s failed on %s (attempt %d): %s; retrying in %.3gs",
@@ -356,12 +368,15 @@ class LocalFunctionsHost:
             delivery.subscription,
             delivery.attempt + 1,
             delivery.counted,
+            holds_slot=False,
         )
+        if delivery.holds_slot:
+            self._slots.release()
         with self._lock:
             heapq.heappush(self._retries, retry)
             self._lock.notify_all()
 
-    def _dead_letter(self, delivery: _Delivery, error: str) -> None:
+    def _dead_letter(self, delivery: _Delivery, error: str) -> bool:
         event = delivery.event
         try:
             self.deadletters.add(
@@ -376,7 +391,7 @@ class LocalFunctionsHost:
             )
         except Exception:
             log.exception("could not record the dead letter of %s", event.id)
-            return
+            return False
         with self._lock:
             self.stats.dead_lettered += 1
         log.error(
@@ -386,11 +401,13 @@ class LocalFunctionsHost:
             delivery.attempt,
             error,
         )
+        return True
 
     def _finished(self, delivery: _Delivery, stopping: bool = False) -> None:
+        if delivery.holds_slot:
+            self._slots.release()
         if not delivery.counted:
             return
-        self._slots.release()
         if stopping:
             return  # unfinished: the checkpoint stays before it and a restart delivers again
         with self._lock:

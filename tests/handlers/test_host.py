@@ -222,3 +222,33 @@ def test_timers_fire_on_their_schedule_and_never_overlap(
     assert 2 <= len(starts) <= 3
     assert not overlapping.is_set()
     assert all(b - a >= 1.4 for a, b in itertools.pairwise(starts))
+
+
+def test_deliveries_waiting_to_retry_do_not_stall_the_other_events(
+    store: EventStore, letters: DeadLetterStore
+) -> None:
+    app = func.FunctionApp()
+    seen = Recorder()
+
+    @app.function_name("worker")
+    @app.event_grid_trigger(arg_name="event")
+    def worker(event: func.EventGridEvent) -> None:
+        if "/tools/broken/" in event.subject:
+            raise RuntimeError("this category's backend is down")
+        seen.record("worker", event)
+
+    for _ in range(3):
+        submit(store, "broken")
+    healthy = [submit(store, "fine") for _ in range(5)]
+    slow_retries = RetryPolicy(max_attempts=5, first_delay=60.0)
+    host = LocalFunctionsHost(app, store, letters, retry=slow_retries, max_in_flight=2).start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(seen.subjects("worker")) < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        delivered = {s.rsplit("/", 1)[1] for s in seen.subjects("worker")}
+        assert delivered == {str(h) for h in healthy}
+        # The failing ones wait for their retry: the checkpoint stays before the first of them.
+        assert host.checkpoint < store.read_all(0)[0].position + 1
+    finally:
+        host.stop()
