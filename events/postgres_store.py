@@ -128,6 +128,7 @@ class PostgresEventStore:
         self._heads = KnownHeads()
         self._closed = threading.Event()
         self._notify_pending = threading.Event()
+        self._notifier_pid = 0  # the backend that sends this store's NOTIFYs
         self._threads: dict[str, threading.Thread] = {}
         self._threads_lock = threading.Lock()
         self._appended = threading.Condition()
@@ -387,6 +388,7 @@ class PostgresEventStore:
             try:
                 if conn is None or conn.closed:
                     conn = psycopg.connect(self.url, autocommit=True, **self._kwargs)
+                    self._notifier_pid = conn.info.backend_pid
                 conn.execute("SELECT pg_notify(%s, '')", (self.channel,))
             except psycopg.Error:
                 conn = None
@@ -402,7 +404,9 @@ class PostgresEventStore:
                 with psycopg.connect(self.url, autocommit=True, **self._kwargs) as conn:
                     conn.execute(f'LISTEN "{self.channel}"')
                     while not self._closed.is_set():
-                        for _ in conn.notifies(timeout=0.5, stop_after=1):
+                        for notify in conn.notifies(timeout=0.5, stop_after=1):
+                            if notify.pid == self._notifier_pid:
+                                continue  # our own appends woke our waiters when they committed
                             with self._appended:
                                 self._generation += 1
                                 self._appended.notify_all()

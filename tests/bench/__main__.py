@@ -1,8 +1,9 @@
 """``python -m tests.bench [--quick]``: the event store against a plain table and eventsourcing.
 
-Measures and prints events/s on PostgreSQL and on SQLite; targets are printed beside the figures,
-never asserted. Each run works in fresh schemas and files and removes them at the end, error or not.
-Progress goes to stderr, the table to stdout.
+Measures and prints events/s on PostgreSQL and on SQLite, then projections, then the async
+pipeline beside a Celery + Redis baseline; targets are printed beside the figures, never asserted.
+Each run works in fresh schemas and files and removes them at the end, error or not. Progress goes
+to stderr, the table to stdout.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import platform
 import sys
 
 from tests.bench.backends import run_postgres, run_sqlite
+from tests.bench.pipeline_bench import FULL_PLAN, QUICK_PLAN, measure_pipeline
+from tests.bench.pipeline_report import render as render_pipeline
 from tests.bench.projection_bench import run_projections
 from tests.bench.report import render
 from tests.bench.timing import FULL, QUICK
@@ -36,8 +39,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--skip-projections", action="store_true")
+    parser.add_argument("--skip-pipeline", action="store_true")
+    parser.add_argument(
+        "--only-pipeline",
+        action="store_true",
+        help="the async pipeline section alone (no store or projection sections)",
+    )
     args = parser.parse_args(argv)
     budget = QUICK if args.quick else FULL
+    plan = QUICK_PLAN if args.quick else FULL_PLAN
+    if args.only_pipeline:
+        print(render_pipeline(measure_pipeline(args.pg_url, plan, progress), plan), flush=True)
+        return 0
 
     print(
         f"MagicToolbox event store benchmark, {'quick' if args.quick else 'full'} run: "
@@ -64,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         print(render(run_sqlite(budget, progress)), flush=True)
     if not args.skip_postgres and not args.skip_projections:
         print(run_projections(args.pg_url, args.quick, progress), flush=True)
+    if not args.skip_postgres and not args.skip_pipeline:
+        print(render_pipeline(measure_pipeline(args.pg_url, plan, progress), plan), flush=True)
     return 0
 
 

@@ -1,5 +1,5 @@
 """The benchmark still runs: the quick run on both backends gives figures (the batch baseline's
-row among them) and reads back all.
+row among them) and reads back all; the quick pipeline run completes every execution exactly once.
 
 No timing is asserted here; ``python -m tests.bench`` is where figures are read.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 
+from tests.bench import pipeline_bench, pipeline_report
 from tests.bench.backends import run_postgres, run_sqlite
 from tests.bench.baseline import BATCH_LABEL
 from tests.bench.report import Section, render
@@ -47,3 +48,18 @@ def test_quick_bench_on_postgres() -> None:
     # eventsourcing comes with the bench extra (make bench), not with make test's dev extra.
     installed = importlib.util.find_spec("eventsourcing") is not None
     _assert_figures(run_postgres(url, QUICK), with_library=installed)
+
+
+def test_quick_pipeline_bench() -> None:
+    plan = pipeline_bench.QUICK_PLAN
+    figures = pipeline_bench.measure_pipeline(require_postgres(), plan)
+    assert figures.latency is not None
+    assert len(figures.latency.samples_ms) == plan.latency_runs
+    for burst in figures.bursts:  # every execution: one Processing, one Completed
+        assert (burst.complete, burst.duplicated, burst.missing) == (plan.burst, 0, 0)
+    # Celery and the upload are skipped only with a reason (no Redis, no disk space).
+    assert figures.celery_burst is not None or figures.celery_skipped
+    if figures.celery_burst is not None:
+        assert figures.celery_burst.ready == plan.burst
+    assert figures.memory is not None or figures.memory_skipped
+    pipeline_report.render(figures, plan)
