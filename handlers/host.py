@@ -192,6 +192,7 @@ class LocalFunctionsHost:
         batch_size: int = 500,
         checkpoint_name: str = "functions",
         checkpoint_interval: float = 0.2,
+        linger: float = 0.003,
         timers: bool = True,
         start_position: int | None = None,
     ) -> None:
@@ -203,6 +204,7 @@ class LocalFunctionsHost:
         self.batch_size = batch_size
         self.checkpoint_name = checkpoint_name
         self.checkpoint_interval = checkpoint_interval
+        self.linger = linger
         self.subscriptions, self.timers = read_bindings(app, settings)
         self.run_timers = timers
         self.stats = HostStats()
@@ -319,6 +321,11 @@ class LocalFunctionsHost:
             self._save_checkpoint(db=db)
             if not events:
                 self.store.wait_for(self._read_up_to, timeout=min(self.checkpoint_interval, 1.0))
+            elif 1 < len(events) < self.batch_size:
+                # A burst is arriving: let it gather for a moment so that one read (a database
+                # round trip, and time under the GIL the workers need) takes many events. A
+                # single event means no burst: read again at once, adding no latency.
+                self._stop.wait(self.linger)
 
     def _submit(self, delivery: _Delivery) -> None:
         # A shut-down pool refuses work: the checkpoint keeps the event for the next run.
