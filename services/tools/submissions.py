@@ -20,7 +20,7 @@ from events.catalog import DeclaredInput
 from events.store import NO_STREAM
 from services.blobs.store import BlobStore
 from services.executions.commands import RecordUpload, Submit
-from services.executions.decider import ExecutionExists, initial_state
+from services.executions.decider import ExecutionExists, Status, initial_state
 from services.executions.service import ExecutionService, Trace
 from services.tools.base import BaseTool
 from services.tools.registry import ToolRegistry
@@ -131,3 +131,55 @@ def submit(
 def run_sync(runner: ToolRunner, execution_id: UUID, trace: Trace | None = None) -> RunReport:
     """Run a sync tool's execution inline, in the caller's thread (the request)."""
     return runner.run(execution_id, trace)
+
+
+def replay(
+    service: ExecutionService, blobs: BlobStore, original: UUID, *, trace: Trace | None = None
+) -> UUID:
+    """A new execution with the original's tool, parameters and input, linked by ``replay_of``.
+
+    The input is copied to the new execution's own blob: the replay keeps it for its own
+    retention, and expiring either execution never removes the other's file.
+    """
+    state, _ = service.load(original)
+    if state.status is Status.NEW:
+        raise SubmissionRefused("execution_not_found", f"there is no execution {original}", 404)
+    if state.input is not None and state.upload is None:
+        raise SubmissionRefused(
+            "input_not_uploaded", f"execution {original} never received its input file"
+        )
+    replay_id = uuid4()
+    trace = trace or Trace(correlation_id=str(original), causation_id=f"replay:{original}")
+    copy = None
+    if state.upload is not None:
+        source = state.upload
+        if not blobs.exists(source.container, source.name):
+            raise SubmissionRefused(
+                "input_expired",
+                f"the input of execution {original} is gone (retention removed it)",
+                410,
+            )
+        filename = state.input.filename if state.input else source.name.rsplit("/", 1)[-1]
+        copy = blobs.put(
+            "uploads",
+            f"{replay_id}/{filename}",
+            blobs.get(source.container, source.name),
+            content_type=source.content_type,
+        )
+    command = Submit(
+        execution_id=replay_id,
+        tool=state.tool,
+        category=state.category,
+        tool_version=state.tool_version,
+        mode=state.mode,  # type: ignore[arg-type]
+        owner=state.owner,
+        params=dict(state.params or {}),
+        input=state.input,
+        replay_of=original,
+    )
+    submitted = service.handle(replay_id, command, trace, known=(initial_state(), NO_STREAM))
+    if copy is not None:
+        service.handle(
+            replay_id, RecordUpload(blob=copy), trace, known=(submitted.state, submitted.version)
+        )
+    return replay_id

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
 
 from events.catalog import Completed, Processing, Submitted
@@ -43,7 +44,13 @@ def run_cli(*args: str, timeout: float = 60, **env: str) -> subprocess.Completed
     )
 
 
-def submit(store: EventStore, *, tool: str = "base64-encode", finish: bool = True) -> UUID:
+def submit(
+    store: EventStore,
+    *,
+    tool: str = "base64-encode",
+    finish: bool = True,
+    params: dict[str, Any] | None = None,
+) -> UUID:
     """Append one execution's lifecycle (Submitted, Processing, Completed) and return its id."""
     execution_id = uuid4()
     subject = execution_subject("encoders", tool, execution_id)
@@ -55,6 +62,7 @@ def submit(store: EventStore, *, tool: str = "base64-encode", finish: bool = Tru
             tool_version="1",
             mode="sync",
             owner="1",
+            params=params or {},
         ),
         Processing(attempt=1, worker_id="worker-1", deadline=datetime(2030, 1, 1, tzinfo=UTC)),
     ]

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import io
+import json
+from pathlib import Path
 from uuid import UUID
 
+from PIL import Image
+
 from events.store import EventStore
+from services.blobs.local import LocalBlobStore
 from services.executions.decider import Status
 from services.executions.service import ExecutionService
+from services.tools import submissions
+from services.tools.registry import discover
 from tests.web.support import run_cli, submit
 
 
@@ -49,21 +57,58 @@ def test_show_of_an_unknown_execution_exits_1(store: EventStore, store_url: str)
     assert garbage.returncode == 1 and "is not an execution id" in garbage.stderr
 
 
-def test_replay_submits_a_linked_execution_with_the_same_tool_and_params(
+def test_replay_of_a_sync_tool_runs_a_linked_execution_with_the_same_params(
     store: EventStore, store_url: str
 ) -> None:
-    original = submit(store, tool="json-format")
+    original = submit(store, tool="json-format", params={"text": '{"b": 1, "a": [2]}'})
 
     replayed = run_cli("replay", str(original), "--store", store_url)
 
     assert replayed.returncode == 0, replayed.stderr
+    assert "ran json-format: completed" in replayed.stdout
     new_id = UUID(replayed.stdout.splitlines()[-1])
-    state, version = ExecutionService(store).load(new_id)
-    assert state.status is Status.SUBMITTED and version == 0
+    state, _ = ExecutionService(store).load(new_id)
+    assert state.status is Status.COMPLETED
     assert (state.tool, state.owner, state.replay_of) == ("json-format", "1", original)
-    (submitted,) = store.read_stream(f"execution-{new_id}")
+    assert state.result is not None and json.loads(state.result) == {"b": 1, "a": [2]}
+    submitted = store.read_stream(f"execution-{new_id}")[0]
     assert submitted.metadata["correlationid"] == str(original)
     assert submitted.metadata["causationid"] == f"replay:{original}"
+
+
+def test_replay_copies_the_input_and_refuses_once_it_expired(
+    store: EventStore, store_url: str, tmp_path: Path
+) -> None:
+    blobs = LocalBlobStore(tmp_path / "blobs", signing_key=b"k")
+    blobs.setup()
+    image = io.BytesIO()
+    Image.new("RGB", (8, 4), "red").save(image, "PNG")
+    service = ExecutionService(store)
+    original = submissions.submit(
+        service,
+        discover(),
+        blobs,
+        tool="image-rotate",
+        owner="7",
+        params={"angle": 90},
+        upload=submissions.Upload("photo.png", [image.getvalue()]),
+    )
+    env = {"BLOB_STORAGE": str(tmp_path / "blobs")}
+
+    replayed = run_cli("replay", str(original), "--store", store_url, **env)
+
+    assert replayed.returncode == 0, replayed.stderr
+    new_id = UUID(replayed.stdout.splitlines()[-1])
+    first, again = service.load(original)[0], service.load(new_id)[0]
+    assert again.status is Status.UPLOADED  # an async tool: the Functions host takes it
+    assert again.upload is not None and first.upload is not None
+    assert again.upload.name == f"{new_id}/photo.png" != first.upload.name
+    assert again.upload.sha256 == first.upload.sha256
+    assert b"".join(blobs.get("uploads", again.upload.name)) == image.getvalue()
+
+    blobs.delete("uploads", first.upload.name)  # retention took the original's input
+    expired = run_cli("replay", str(original), "--store", store_url, **env)
+    assert expired.returncode == 1 and "is gone" in expired.stderr
 
 
 def test_replay_of_an_unknown_execution_exits_1(store: EventStore, store_url: str) -> None:

@@ -1,15 +1,20 @@
-"""``magictoolbox replay <execution>``: run an execution again as a new one, linked by replay_of."""
+"""``magictoolbox replay <execution>``: run an execution again as a new one, linked by replay_of.
+
+The new execution gets its own copy of the input file. An async tool's replay is picked up by the
+Functions host like any submission; a sync tool's replay runs here and now, as its request would.
+"""
 
 from __future__ import annotations
 
 from typing import Any
-from uuid import uuid4
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from services.executions.commands import RecordUpload, Submit
-from services.executions.decider import Status
-from services.executions.service import ExecutionService, Trace
+from services.executions.service import ExecutionService
+from services.tools.runner import ToolRunner
+from services.tools.submissions import SubmissionRefused, replay
+from web import bootstrap
 from web.core.cli import add_store_argument, opened_store
 from web.core.management.commands.audit import execution_id_argument
 
@@ -24,33 +29,18 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         original = execution_id_argument(options["execution"])
         with opened_store(options["store"]) as store:
-            service = ExecutionService(store)
-            state, _ = service.load(original)
-            if state.status is Status.NEW:
-                raise CommandError(f"no execution {original}", returncode=1)
-            if state.input is not None and state.upload is None:
-                raise CommandError(
-                    f"execution {original} never received its input file: nothing to replay",
-                    returncode=1,
+            service = ExecutionService(store, source=settings.MAGICTOOLBOX_SOURCE)
+            blobs = bootstrap.blob_store()
+            try:
+                replay_id = replay(service, blobs, original)
+            except SubmissionRefused as exc:
+                raise CommandError(str(exc), returncode=1) from None
+            state, _ = service.load(replay_id)
+            if state.mode == "sync":
+                runner = ToolRunner(service, blobs, bootstrap.tool_registry(), worker_id="replay")
+                report = runner.run(replay_id)
+                self.stdout.write(
+                    f"ran {state.tool}: {report.outcome} {report.code or ''}".rstrip()
                 )
-            replay = uuid4()
-            trace = Trace(correlation_id=str(original), causation_id=f"replay:{original}")
-            service.handle(
-                replay,
-                Submit(
-                    execution_id=replay,
-                    tool=state.tool,
-                    category=state.category,
-                    tool_version=state.tool_version,
-                    mode=state.mode,  # type: ignore[arg-type]
-                    owner=state.owner,
-                    params=dict(state.params or {}),
-                    input=state.input,
-                    replay_of=original,
-                ),
-                trace,
-            )
-            if state.upload is not None:
-                service.handle(replay, RecordUpload(blob=state.upload), trace)
-        self.stdout.write(f"replayed {original} as {replay}")
-        self.stdout.write(str(replay))
+        self.stdout.write(f"replayed {original} as {replay_id}")
+        self.stdout.write(str(replay_id))
