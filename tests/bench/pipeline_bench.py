@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 from uuid import UUID
@@ -136,6 +136,8 @@ class MachineLoad:
     load_before: float
     load_after: float
     steal_percent: float | None  # of all CPU time over the measurements (Linux /proc/stat)
+    idle_at_start: float | None = None  # % of CPU idle in the second before measuring
+    settled_after: float = 0.0  # seconds waited for the previous section's work to die down
 
 
 def _cpu_times() -> list[int] | None:
@@ -144,6 +146,27 @@ def _cpu_times() -> list[int] | None:
             return [int(v) for v in stat.readline().split()[1:]]
     except (OSError, ValueError):
         return None
+
+
+def _idle_percent(seconds: float = 1.0) -> float | None:
+    before = _cpu_times()
+    time.sleep(seconds)
+    after = _cpu_times()
+    if not before or not after or len(after) < 5:
+        return None
+    delta = [b - a for a, b in zip(before, after, strict=False)]
+    return 100 * (delta[3] + delta[4]) / max(1, sum(delta[:8]))  # idle + iowait
+
+
+def settle(limit: float = 30.0, idle: float = 85.0) -> tuple[float | None, float]:
+    """Wait (at most ``limit`` s) until the CPUs are mostly idle: the sections before this one
+    leave work behind (PostgreSQL checkpoints, autovacuum) that would land on the first rounds.
+    Returns the last idle sample and the seconds waited."""
+    started = time.monotonic()
+    sample = _idle_percent()
+    while sample is not None and sample < idle and time.monotonic() - started < limit:
+        sample = _idle_percent()
+    return sample, time.monotonic() - started
 
 
 def _machine_load(load_before: float, cpu_before: list[int] | None) -> MachineLoad:
@@ -322,6 +345,8 @@ def measure_pipeline(
 ) -> PipelineFigures:
     """Ours and Celery's, interleaved; then the upload's memory in a fresh process."""
     figures = PipelineFigures()
+    progress("pipeline: waiting for the CPUs to settle")
+    idle, waited = settle()
     load_before, cpu_before = os.getloadavg()[0], _cpu_times()
     with ExitStack() as stack:
         celery = CelerySide(stack, progress)
@@ -350,7 +375,9 @@ def measure_pipeline(
         if celery.worker is not None:  # every Celery step worked
             figures.celery_latency, figures.celery_burst = Latency(tuple(theirs)), celery_burst
         figures.celery_skipped = celery.skipped
-    figures.machine = _machine_load(load_before, cpu_before)
+    figures.machine = replace(
+        _machine_load(load_before, cpu_before), idle_at_start=idle, settled_after=waited
+    )
     progress(f"pipeline: memory while streaming a {plan.upload_mb} MB upload")
     figures.memory, figures.memory_skipped = upload_memory.measure_in_subprocess(plan.upload_mb)
     return figures

@@ -69,6 +69,10 @@ def _machine(f: PipelineFigures) -> str:
     if m is None:
         return "(machine load not recorded)"
     steal = "" if m.steal_percent is None else f", CPU steal {m.steal_percent:.1f}% of CPU time"
+    if m.idle_at_start is not None:
+        steal += (
+            f"; CPUs {m.idle_at_start:.0f}% idle at start after {m.settled_after:.0f} s settling"
+        )
     return (
         f"(load average {m.load_before:.2f} before, {m.load_after:.2f} after{steal}; "
         "other work on the machine moves the figures)"
