@@ -104,8 +104,11 @@ def functions_of(app: func.FunctionApp) -> list[Any]:
 def read_bindings(
     app: func.FunctionApp, settings: Mapping[str, str] | None = None
 ) -> tuple[list[EventSubscription], list[TimerFunction]]:
-    """The app's Event Grid subscriptions and timers, as ``app.get_functions()`` declares them."""
-    settings = {} if settings is None else settings
+    """The app's Event Grid subscriptions and timers, as ``app.get_functions()`` declares them.
+
+    ``settings`` resolve ``%NAME%`` schedules, and a schedule that is missing or bad is refused;
+    without settings, schedules are left as written (for callers that only deliver events).
+    """
     subscriptions: list[EventSubscription] = []
     timers: list[TimerFunction] = []
     for fn in functions_of(app):
@@ -124,8 +127,10 @@ def read_bindings(
                 )
             )
         elif trigger["type"] == "timerTrigger":
-            schedule = _resolve(trigger["schedule"], settings)
-            croniter(schedule, second_at_beginning=True)  # refuse a bad schedule at start
+            schedule = trigger["schedule"]
+            if settings is not None:
+                schedule = _resolve(schedule, settings)
+                croniter(schedule, second_at_beginning=True)  # refuse a bad schedule at start
             timers.append(
                 TimerFunction(
                     name,
@@ -205,7 +210,7 @@ class LocalFunctionsHost:
         self.checkpoint_name = checkpoint_name
         self.checkpoint_interval = checkpoint_interval
         self.linger = linger
-        self.subscriptions, self.timers = read_bindings(app, settings)
+        self.subscriptions, self.timers = read_bindings(app, settings or {})
         self.run_timers = timers
         self.stats = HostStats()
         self._start_position = start_position
@@ -494,10 +499,6 @@ class LocalFunctionsHost:
             with self._lock:
                 self._timer_busy.discard(timer.name)
 
-    def fire_timer(self, name: str) -> None:
-        """Run one timer function now (tests and operators), as its schedule would."""
-        self._fire(next(t for t in self.timers if t.name == name), past_due=False)
-
 
 def _resolve(value: str, settings: Mapping[str, str]) -> str:
     """``%NAME%`` → the setting, as the Functions runtime resolves binding expressions."""
@@ -516,7 +517,7 @@ def redrive(
     letter = deadletters.get(letter_id)
     if letter is None:
         raise KeyError(f"there is no dead letter {letter_id}")
-    subscriptions, _ = read_bindings(app, _AnySetting())
+    subscriptions, _ = read_bindings(app)
     subscription = next((s for s in subscriptions if s.name == letter.function), None)
     if subscription is None:
         raise KeyError(f"the app has no function {letter.function!r} any more")
@@ -538,13 +539,3 @@ def redrive(
         return error
     deadletters.redriven(letter_id)
     return None
-
-
-class _AnySetting(dict):
-    """Settings for reading bindings when only event subscriptions matter."""
-
-    def __contains__(self, key: object) -> bool:
-        return True
-
-    def __getitem__(self, key: str) -> str:
-        return "0 0 0 * * *"

@@ -4,7 +4,8 @@ The order is what keeps a refused submission from leaving anything behind: param
 declared file are checked before any byte is stored, and the upload is streamed into blob
 storage (sniffed and size-limited on the way) before ``Submitted`` is appended. A refused upload
 therefore writes no event and leaves no blob; an accepted one becomes ``Submitted`` followed by
-``Uploaded``. Sync tools then run inline (``run_sync``); async ones wait for a worker.
+``Uploaded``. The caller runs a sync tool's execution at once (a ``ToolRunner``); an async one
+waits for a worker.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from uuid import UUID, uuid4
 
 from pydantic import ValidationError
 
-from events.catalog import DeclaredInput
+from events.catalog import BlobRef, DeclaredInput
 from events.store import NO_STREAM
 from services.blobs.store import BlobStore
 from services.executions.commands import RecordUpload, Submit
@@ -24,8 +25,7 @@ from services.executions.decider import ExecutionExists, Status, initial_state
 from services.executions.service import ExecutionService, Trace
 from services.tools.base import BaseTool
 from services.tools.registry import ToolRegistry
-from services.tools.runner import RunReport, ToolRunner
-from services.tools.uploads import UploadRefused, check_declared, validate_and_store
+from services.tools.uploads import UploadRefused, validate_and_store
 
 
 class SubmissionRefused(ValueError):
@@ -85,11 +85,8 @@ def submit(
     blob = None
     try:
         if upload is not None:
-            if not chosen.takes_input:
-                raise UploadRefused(
-                    "no_input_expected", f"{chosen.slug} takes no input file", status=400
-                )
-            check_declared(chosen, upload.filename, upload.size)
+            # Refuses an upload to a tool without input, a bad name or declared size before
+            # reading a byte; then the content type and the real size while streaming.
             blob, safe_name = validate_and_store(
                 chosen,
                 upload.filename,
@@ -113,24 +110,28 @@ def submit(
         params=clean_params,
         input=declared,
     )
+    _record(service, command, blob, trace)
+    return execution_id
+
+
+def _record(
+    service: ExecutionService, command: Submit, blob: BlobRef | None, trace: Trace | None
+) -> None:
+    """Append Submitted (and Uploaded when there is an input) to the new execution's stream."""
     try:
         # A new stream: nothing to read first (if it exists after all, the append says so).
-        submitted = service.handle(execution_id, command, trace, known=(initial_state(), NO_STREAM))
+        submitted = service.handle(
+            command.execution_id, command, trace, known=(initial_state(), NO_STREAM)
+        )
     except ExecutionExists as exc:  # another submission with this id won the race just now
         raise SubmissionRefused("execution_exists", str(exc), 409) from None
     if blob is not None:
         service.handle(
-            execution_id,
+            command.execution_id,
             RecordUpload(blob=blob),
             trace,
             known=(submitted.state, submitted.version),
         )
-    return execution_id
-
-
-def run_sync(runner: ToolRunner, execution_id: UUID, trace: Trace | None = None) -> RunReport:
-    """Run a sync tool's execution inline, in the caller's thread (the request)."""
-    return runner.run(execution_id, trace)
 
 
 def replay(
@@ -177,9 +178,5 @@ def replay(
         input=state.input,
         replay_of=original,
     )
-    submitted = service.handle(replay_id, command, trace, known=(initial_state(), NO_STREAM))
-    if copy is not None:
-        service.handle(
-            replay_id, RecordUpload(blob=copy), trace, known=(submitted.state, submitted.version)
-        )
+    _record(service, command, copy, trace)
     return replay_id
