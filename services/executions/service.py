@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
@@ -36,9 +36,9 @@ from services.executions.decider import (
 
 log = logging.getLogger(__name__)
 
+# How long an attempt may run before the sweeper times it out, when its tool does not say
+# (each tool declares its own ``timeout``: video tools 30 minutes).
 DEFAULT_TIMEOUT = timedelta(minutes=5)
-# How long an attempt may run before the sweeper times it out, by tool category.
-CATEGORY_TIMEOUTS: Mapping[str, timedelta] = {"video": timedelta(minutes=30)}
 
 
 class ConcurrencyConflict(Exception):
@@ -66,15 +66,6 @@ class Outcome:
 
 def new_traceparent() -> str:
     return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
-
-
-def timeout_for(
-    category: str, tool: str, overrides: Mapping[str, timedelta] | None = None
-) -> timedelta:
-    """The deadline for one attempt of a tool: per tool, then per category, then the default."""
-    if overrides and tool in overrides:
-        return overrides[tool]
-    return CATEGORY_TIMEOUTS.get(category, DEFAULT_TIMEOUT)
 
 
 class ExecutionService:

@@ -13,9 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 from uuid import UUID
@@ -67,7 +65,6 @@ class ToolRunner:
         progress_interval: float = 0.25,
         cancel_check_interval: float = 0.5,
         temp_root: Path | None = None,
-        timeouts: Callable[[BaseTool], timedelta] | None = None,
     ) -> None:
         self.service = service
         self.blobs = blobs
@@ -76,7 +73,6 @@ class ToolRunner:
         self.progress_interval = progress_interval
         self.cancel_check_interval = cancel_check_interval
         self.temp_root = temp_root
-        self.timeouts = timeouts or (lambda tool: tool.timeout)
 
     def run(
         self, execution_id: UUID, trace: Trace | None = None, *, async_only: bool = False
@@ -97,7 +93,7 @@ class ToolRunner:
             tool: BaseTool | None = self.registry.get(state.tool)
         except UnknownTool:
             tool = None
-        timeout = self.timeouts(tool) if tool else DEFAULT_TIMEOUT
+        timeout = tool.timeout if tool else DEFAULT_TIMEOUT
         start = Start(worker_id=self.worker_id, now=self.service.clock(), timeout=timeout)
         try:
             started = self.service.handle(execution_id, start, trace, known=(state, version))
