@@ -34,7 +34,6 @@ from services.executions.service import (
     ConcurrencyConflict,
     ExecutionService,
     Trace,
-    timeout_for,
 )
 from tests.events.factories import blob
 
@@ -279,20 +278,3 @@ def test_racing_starts_give_one_processing_and_one_illegal_transition(store: Eve
 
 
 # -- deadlines -----------------------------------------------------------------------------------
-
-
-def test_video_tools_get_thirty_minutes() -> None:
-    assert timeout_for("video", "video-trim") == timedelta(minutes=30)
-
-
-@pytest.mark.parametrize("category", ["image", "document", "text"])
-def test_other_categories_get_the_default(category: str) -> None:
-    assert timeout_for(category, "some-tool") == DEFAULT_TIMEOUT == timedelta(minutes=5)
-
-
-def test_a_per_tool_override_wins_over_its_category() -> None:
-    overrides = {"video-trim": timedelta(minutes=2), "ocr": timedelta(minutes=12)}
-    assert timeout_for("video", "video-trim", overrides) == timedelta(minutes=2)
-    assert timeout_for("document", "ocr", overrides) == timedelta(minutes=12)
-    assert timeout_for("video", "video-merge", overrides) == timedelta(minutes=30)
-    assert timeout_for("image", "image-rotate", overrides) == DEFAULT_TIMEOUT

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -35,7 +35,7 @@ from services.tools.base import (
     ToolError,
     TransientToolError,
 )
-from services.tools.registry import ToolRegistry
+from services.tools.registry import ToolRegistry, discover
 from services.tools.runner import MAX_INLINE_RESULT, RunReport, ToolRunner
 from services.tools.submissions import Upload, submit
 
@@ -632,3 +632,15 @@ def test_an_output_the_runner_cannot_store_fails_the_execution(
     assert report.outcome == "failed"
     assert h.status(eid) is Status.FAILED
     assert list(h.blobs.list("processed")) == []
+
+
+def test_an_attempts_deadline_is_its_tools_own_timeout(h: Harness) -> None:
+    eid = h.submit("test-shout", b"hi")  # Shout keeps the default of 5 minutes
+
+    h.run(eid)
+
+    history = h.service.history(eid)
+    processing = next(e for e in history if e.type.endswith(".Processing"))
+    deadline = datetime.fromisoformat(processing.data["deadline"])
+    assert deadline - processing.time == pytest.approx(Shout.timeout, abs=timedelta(seconds=1))
+    assert discover().get("video-rotate").timeout == timedelta(minutes=30)
