@@ -2,12 +2,15 @@
 
 ``check_batch`` refuses a malformed append before any I/O. ``resolve_duplicates`` decides what
 an append whose event ids were stored before means: the same events again (an idempotent retry,
-answered with the first result) or a different event reusing an id (an error).
+answered with the first result) or a different event reusing an id (an error). ``KnownHeads``
+spares an append the read of its stream's last hash; ``AppendSignal`` wakes ``wait_for`` callers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -119,3 +122,40 @@ class KnownHeads:
 
     def forget(self, stream: str) -> None:
         self._heads.pop(stream, None)
+
+
+class AppendSignal:
+    """Wakes this process's ``wait_for`` callers when an append commits (or is heard of).
+
+    A generation counter, not a bare Condition: an append that commits between a waiter's look
+    at the head and its wait still wakes it.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._generation = 0
+
+    def notify(self) -> None:
+        with self._condition:
+            self._generation += 1
+            self._condition.notify_all()
+
+    def wait_for(
+        self, head: Callable[[], int], after_position: int, timeout: float, poll_interval: float
+    ) -> bool:
+        """Until ``head()`` passes ``after_position`` (True) or ``timeout`` passes (False).
+
+        ``head`` is asked again on every notification and at least every ``poll_interval``.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._condition:
+                generation = self._generation
+            if head() > after_position:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with self._condition:
+                if self._generation == generation:
+                    self._condition.wait(min(remaining, poll_interval))

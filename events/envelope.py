@@ -26,7 +26,6 @@ DEFAULT_SOURCE = "/magictoolbox/local"
 MAX_EVENT_BYTES = 1024 * 1024
 GENESIS_HASH = bytes(32)
 _new_tuple = tuple.__new__
-EXTENSIONS = ("traceparent", "correlationid", "causationid")
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,17 +148,6 @@ def new_event(
     if event.size > MAX_EVENT_BYTES:
         raise EventTooLarge(event_type, event.size, MAX_EVENT_BYTES)
     return event
-
-
-def new_event_from_dict(
-    event_type: str,
-    data: Mapping[str, Any],
-    *,
-    catalog: Catalog = execution_catalog,
-    **kwargs: Any,
-) -> NewEvent:
-    """Like ``new_event`` for a payload that arrives as a plain mapping (an API body, a CLI)."""
-    return new_event(catalog.validate(event_type, data), catalog=catalog, **kwargs)
 
 
 def content_digest(

@@ -25,7 +25,13 @@ from uuid import UUID
 import psycopg
 from psycopg import errors as pg_errors
 
-from events.appending import KnownHeads, StoredIdentity, check_batch, resolve_duplicates
+from events.appending import (
+    AppendSignal,
+    KnownHeads,
+    StoredIdentity,
+    check_batch,
+    resolve_duplicates,
+)
 from events.audit import verify_rows
 from events.catalog import Catalog, catalog as execution_catalog
 from events.envelope import GENESIS_HASH, NewEvent, RecordedEvent, chain, recorded_event
@@ -131,8 +137,7 @@ class PostgresEventStore:
         self._notifier_pid = 0  # the backend that sends this store's NOTIFYs
         self._threads: dict[str, threading.Thread] = {}
         self._threads_lock = threading.Lock()
-        self._appended = threading.Condition()
-        self._generation = 0
+        self._appended = AppendSignal()
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection]:
@@ -259,9 +264,7 @@ class PostgresEventStore:
         return {r[0]: StoredIdentity(*r[1:]) for r in rows}
 
     def _signal_appended(self) -> None:
-        with self._appended:
-            self._generation += 1
-            self._appended.notify_all()
+        self._appended.notify()
         if "notify" not in self._threads:
             self._start("notify", self._notify_loop)
         if not self._notify_pending.is_set():
@@ -349,20 +352,11 @@ class PostgresEventStore:
 
     def wait_for(self, after_position: int, timeout: float) -> bool:
         self._start("listen", self._listen_loop)
-        deadline = time.monotonic() + timeout
-        while True:
-            with self._appended:
-                generation = self._generation
-            if self.head_position() > after_position:
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            # A notification wakes us at once; the poll interval covers an older transaction that
-            # held the horizon back and then rolled back (a rollback notifies nobody).
-            with self._appended:
-                if self._generation == generation:
-                    self._appended.wait(min(remaining, self._poll_interval))
+        # A notification wakes us at once; the poll interval covers an older transaction that
+        # held the horizon back and then rolled back (a rollback notifies nobody).
+        return self._appended.wait_for(
+            self.head_position, after_position, timeout, self._poll_interval
+        )
 
     # -- notification threads ------------------------------------------------------------------
 
@@ -407,9 +401,7 @@ class PostgresEventStore:
                         for notify in conn.notifies(timeout=0.5, stop_after=1):
                             if notify.pid == self._notifier_pid:
                                 continue  # our own appends woke our waiters when they committed
-                            with self._appended:
-                                self._generation += 1
-                                self._appended.notify_all()
+                            self._appended.notify()
             except psycopg.Error:
                 time.sleep(0.5)
 

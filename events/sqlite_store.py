@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from uuid import UUID
 
-from events.appending import KnownHeads, StoredIdentity, check_batch, resolve_duplicates
+from events.appending import (
+    AppendSignal,
+    KnownHeads,
+    StoredIdentity,
+    check_batch,
+    resolve_duplicates,
+)
 from events.audit import verify_rows
 from events.catalog import Catalog, catalog as execution_catalog
 from events.envelope import GENESIS_HASH, NewEvent, RecordedEvent, chain, recorded_event
@@ -52,6 +57,11 @@ COLUMNS = (
 SYNCHRONOUS = "FULL"
 
 
+def sqlite_path(url: str) -> str:
+    """The file of a ``sqlite:///relative`` or ``sqlite:////absolute`` URL."""
+    return url.removeprefix("sqlite:///").removeprefix("sqlite://")
+
+
 def _row_to_event(row: tuple) -> RecordedEvent:
     return recorded_event(
         (*row[:3], UUID(bytes=row[3]), *row[4:6], datetime.fromisoformat(row[6]), *row[7:])
@@ -67,17 +77,13 @@ class SQLiteEventStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._appended = threading.Condition()
-        self._generation = 0
+        self._appended = AppendSignal()
         self._poll_interval = poll_interval
         self._heads = KnownHeads()
 
     @classmethod
     def from_url(cls, url: str, **options: object) -> SQLiteEventStore:
-        path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
-        if not path.startswith("/") and url.startswith("sqlite:////"):
-            path = "/" + path
-        return cls(path, **options)  # type: ignore[arg-type]
+        return cls(sqlite_path(url), **options)  # type: ignore[arg-type]
 
     # -- connections -------------------------------------------------------------------------
 
@@ -134,9 +140,7 @@ class SQLiteEventStore:
             raise
         conn.execute("COMMIT")
         self._heads.remember(stream, result.last_version, last_hash)
-        with self._appended:
-            self._generation += 1
-            self._appended.notify_all()
+        self._appended.notify()
         return result
 
     def _head(
@@ -273,18 +277,9 @@ class SQLiteEventStore:
 
     def wait_for(self, after_position: int, timeout: float) -> bool:
         # Appends in this process wake us at once; another process's appends are seen by polling.
-        deadline = time.monotonic() + timeout
-        while True:
-            with self._appended:
-                generation = self._generation
-            if self.head_position() > after_position:
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            with self._appended:
-                if self._generation == generation:
-                    self._appended.wait(min(remaining, self._poll_interval))
+        return self._appended.wait_for(
+            self.head_position, after_position, timeout, self._poll_interval
+        )
 
     # -- auditing ----------------------------------------------------------------------------
 

@@ -12,16 +12,9 @@ from typing import Protocol
 
 from events.envelope import NewEvent, RecordedEvent
 
-
-class ExpectedVersion:
-    """Special expected versions; any int >= 0 means "the stream is exactly at this version"."""
-
-    ANY = -2
-    NO_STREAM = -1
-
-
-ANY = ExpectedVersion.ANY
-NO_STREAM = ExpectedVersion.NO_STREAM
+# Special expected versions; any int >= 0 means "the stream is exactly at this version".
+ANY = -2
+NO_STREAM = -1
 
 
 @dataclass(frozen=True, slots=True)

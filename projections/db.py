@@ -22,6 +22,7 @@ from typing import Any, Literal
 import psycopg
 
 from events.postgres_store import split_url
+from events.sqlite_store import sqlite_path
 
 Dialect = Literal["sqlite", "postgresql"]
 
@@ -52,14 +53,6 @@ def dialect_of(url: str) -> Dialect:
     raise ValueError(f"unsupported read-model URL {url!r} (use sqlite:/// or postgresql://)")
 
 
-def _sqlite_path(url: str) -> str:
-    # sqlite:///relative/or/abs → the event store's reading: sqlite:////abs is absolute.
-    path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
-    if url.startswith("sqlite:////") and not path.startswith("/"):
-        path = "/" + path
-    return path
-
-
 class Database:
     """One connection to the read-model database, opened on first use, reopened when broken."""
 
@@ -69,7 +62,7 @@ class Database:
         if self.dialect == "postgresql":
             self._pg_url, self.schema = split_url(url)
         else:
-            self.path = _sqlite_path(url)
+            self.path = sqlite_path(url)
             self.schema = "main"
         self._conn: Any = None
         self._in_transaction = False
@@ -236,17 +229,3 @@ class Database:
             raise
         finally:
             self._in_transaction = False
-
-    # -- schema --------------------------------------------------------------------------------
-
-    def table_exists(self, name: str) -> bool:
-        if self.dialect == "sqlite":
-            rows = self.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-            )
-        else:
-            rows = self.execute(
-                "SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-                (self.schema, name),
-            )
-        return bool(rows)

@@ -20,7 +20,6 @@ from projections.projection import (
     Table,
     execution_events,
     load_rows,
-    upsert_rows,
 )
 
 TABLE = "execution_history"
@@ -87,7 +86,7 @@ class HistoryProjection:
             elif e.kind == "Retried":
                 row[FINISHED_AT] = None
             changed[e.execution_id] = row
-        upsert_rows(db, table, COLUMNS, list(changed.values()))
+        db.upsert(table, COLUMNS, list(changed.values()))
 
 
 def recent(

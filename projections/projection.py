@@ -94,10 +94,3 @@ def load_rows(
     """Rows of ``table`` by their first column (the key), as mutable lists, for ``keys``."""
     rows = db.select_in(f"SELECT {', '.join(columns)} FROM {table} WHERE {{in_}}", columns[0], keys)
     return {row[0]: list(row) for row in rows}
-
-
-def upsert_rows(
-    db: Database, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
-) -> None:
-    """Insert or replace whole rows keyed by the first column."""
-    db.upsert(table, columns, rows)

@@ -19,7 +19,6 @@ from projections.projection import (
     Table,
     execution_events,
     load_rows,
-    upsert_rows,
 )
 
 TABLE = "execution_status"
@@ -156,7 +155,7 @@ class StatusProjection:
                 row = rows[e.execution_id] = [None] * len(COLUMNS)
             fold(row, e.kind, e.data, e.event)
             changed[e.execution_id] = row
-        upsert_rows(db, table, COLUMNS, list(changed.values()))
+        db.upsert(table, COLUMNS, list(changed.values()))
 
 
 def fold(row: list[Any], kind: str, data: dict[str, Any], event: RecordedEvent) -> None:

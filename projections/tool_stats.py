@@ -20,7 +20,6 @@ from projections.projection import (
     Table,
     execution_events,
     load_rows,
-    upsert_rows,
 )
 
 EXECUTIONS = "tool_stats_executions"
@@ -86,7 +85,7 @@ class ToolStatsProjection:
             if e.kind == "Completed":
                 durations.append((e.execution_id, row[1], e.data["duration_ms"]))
             changed[e.execution_id] = row
-        upsert_rows(db, prefix + EXECUTIONS, columns, list(changed.values()))
+        db.upsert(prefix + EXECUTIONS, columns, list(changed.values()))
         counts = prefix + COUNTS
         db.executemany(
             f"INSERT INTO {counts} (tool, status, n) VALUES (?, ?, ?) "
@@ -95,7 +94,7 @@ class ToolStatsProjection:
         )
         # Rows at zero are deleted so that the table does not depend on how events were batched.
         db.execute(f"DELETE FROM {counts} WHERE n = 0")
-        upsert_rows(db, prefix + DURATIONS, ("execution_id", "tool", "duration_ms"), durations)
+        db.upsert(prefix + DURATIONS, ("execution_id", "tool", "duration_ms"), durations)
 
 
 def percentile(sorted_values: Sequence[int], percent: int) -> int | None:

@@ -8,8 +8,8 @@ import orjson
 import pytest
 
 from events.catalog import EXECUTION_EVENTS, Failed, Progress, Submitted, catalog
-from events.envelope import execution_subject, new_event, new_event_from_dict
-from events.errors import EventSchemaError, EventTooLarge, UnknownEventType
+from events.envelope import execution_subject, new_event
+from events.errors import EventSchemaError, EventTooLarge, InvalidStreamName, UnknownEventType
 from events.store import NO_STREAM, EventStore
 from tests.events.factories import execution_events
 
@@ -37,12 +37,12 @@ def test_a_payload_from_newer_code_or_without_an_upcaster_is_refused() -> None:
 
 def test_payloads_from_outside_are_validated_with_a_readable_reason() -> None:
     with pytest.raises(EventSchemaError) as err:
-        new_event_from_dict(Submitted.event_type(), {"tool": "x", "mode": "sideways"})
+        catalog.validate(Submitted.event_type(), {"tool": "x", "mode": "sideways"})
     assert "mode" in err.value.detail and "execution_id" in err.value.detail
     with pytest.raises(UnknownEventType):
-        new_event_from_dict("MagicToolbox.Execution.Teleported", {})
+        catalog.validate("MagicToolbox.Execution.Teleported", {})
     with pytest.raises(EventSchemaError):
-        new_event_from_dict(
+        catalog.validate(
             Failed.event_type(), {"code": "Not A Code", "message": "", "retryable": 1, "attempt": 1}
         )
 
@@ -52,6 +52,11 @@ def test_an_event_over_one_megabyte_cannot_even_be_built() -> None:
         new_event(Submitted(execution_id=uuid.uuid4(), tool="json-format", category="data",
                             tool_version="1", mode="sync", owner="1",
                             params={"text": "x" * (1024 * 1024)}))  # fmt: skip
+
+
+def test_an_extension_name_that_is_not_lowercase_alphanumeric_is_refused() -> None:
+    with pytest.raises(InvalidStreamName):
+        new_event(Progress(percent=1), metadata={"Bad-Key": "x"})
 
 
 def test_a_stored_event_is_a_cloudevent_with_our_extensions(store: EventStore) -> None:

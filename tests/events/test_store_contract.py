@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from events.catalog import Progress, Submitted
-from events.envelope import NewEvent, new_event
+from events.envelope import new_event
 from events.errors import (
     DuplicateEventId,
     EventSchemaError,
@@ -292,18 +292,6 @@ def test_hash_chain_links_each_event_to_the_one_before(store: EventStore) -> Non
     other = [replace(e, id=uuid.uuid4()) for e in events]
     store.append("execution-copy", other, NO_STREAM)
     assert [e.hash for e in store.read_stream("execution-copy")] != hashes
-
-
-def test_stored_new_event_rejects_a_hand_made_invalid_extension() -> None:
-    with pytest.raises(InvalidStreamName):
-        new_event(Progress(percent=1), metadata={"Bad-Key": "x"})
-
-
-def test_new_event_is_a_frozen_value() -> None:
-    event = progress(1)[0]
-    assert isinstance(event, NewEvent)
-    with pytest.raises(AttributeError):
-        event.type = "x"  # type: ignore[misc]
 
 
 def test_a_second_store_object_sees_and_respects_the_first_ones_appends(

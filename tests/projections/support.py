@@ -97,9 +97,5 @@ def snapshot(db: Database, projection: Projection, prefix: str = LIVE) -> dict[s
     }
 
 
-def checkpoint_of(projector: Projector, name: str) -> int:
-    return next(s.checkpoint for s in projector.status() if s.name == name)
-
-
 def head(store: EventStore) -> int:
     return store.head_position()
