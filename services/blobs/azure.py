@@ -48,6 +48,7 @@ from services.blobs.store import (
     Metered,
     Source,
     StorageUnavailable,
+    check_container,
     check_name,
 )
 
@@ -200,13 +201,7 @@ class AzureBlobStore:
                 blob.commit_block_list(
                     ids, content_settings=settings, metadata={"sha256": meter.sha256}
                 )
-        return BlobRef(
-            container=container,
-            name=name,
-            size=meter.size,
-            sha256=meter.sha256,
-            content_type=content_type,
-        )
+        return meter.ref(container, name, content_type)
 
     def get(self, container: str, name: str, *, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         blob = self._blob(container, name)
@@ -241,8 +236,7 @@ class AzureBlobStore:
             return bool(blob.exists())
 
     def list(self, container: str, *, prefix: str = "") -> Iterator[BlobItem]:
-        if container not in CONTAINERS:
-            raise ValueError(f"unknown container {container!r}; expected one of {CONTAINERS}")
+        check_container(container)
         client = self._service.get_container_client(self.container_name(container))
         return self._list(client, container, prefix)
 

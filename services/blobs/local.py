@@ -33,6 +33,7 @@ from services.blobs.store import (
     Metered,
     Source,
     StorageUnavailable,
+    check_container,
     check_name,
 )
 
@@ -115,13 +116,7 @@ class LocalBlobStore:
             with suppress(OSError):
                 os.unlink(tmp)
             raise
-        return BlobRef(
-            container=container,
-            name=name,
-            size=meter.size,
-            sha256=meter.sha256,
-            content_type=content_type,
-        )
+        return meter.ref(container, name, content_type)
 
     @staticmethod
     def _install(tmp: str, target: Path) -> None:
@@ -182,8 +177,7 @@ class LocalBlobStore:
         return self._path(container, name).is_file()
 
     def list(self, container: str, *, prefix: str = "") -> Iterator[BlobItem]:
-        if container not in CONTAINERS:
-            raise ValueError(f"unknown container {container!r}; expected one of {CONTAINERS}")
+        check_container(container)
         top = self.root / container
         # Start at the prefix's directory when it names one, instead of walking the container.
         start, rel = top, ""

@@ -98,6 +98,12 @@ class BlobStore(Protocol):
 MAX_NAME_LENGTH = 1024  # Azure's limit, and BlobRef's
 
 
+def check_container(container: str) -> None:
+    """Refuse (ValueError) a container that is not one of ``CONTAINERS``."""
+    if container not in CONTAINERS:
+        raise ValueError(f"unknown container {container!r}; expected one of {CONTAINERS}")
+
+
 def check_name(container: str, name: str) -> None:
     """Refuse an unknown container or a name that could leave it (ValueError), on every backend.
 
@@ -105,8 +111,7 @@ def check_name(container: str, name: str) -> None:
     everywhere, not only on disk: an HTTP client normalises ``a/../b`` in a blob URL too, and one
     name must mean the same blob on every backend.
     """
-    if container not in CONTAINERS:
-        raise ValueError(f"unknown container {container!r}; expected one of {CONTAINERS}")
+    check_container(container)
     if not name or len(name) > MAX_NAME_LENGTH:
         raise ValueError(f"a blob name needs 1 to {MAX_NAME_LENGTH} characters")
     if "\\" in name or any(ord(c) < 32 or ord(c) == 127 for c in name):
@@ -134,24 +139,33 @@ class Metered:
         return self._hash.hexdigest()
 
     def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._chunks():
-            if not chunk:
-                continue
+        for chunk in iter_chunks(self._source):
             self.size += len(chunk)
             if self._max_size is not None and self.size > self._max_size:
                 raise BlobTooLarge(self._max_size)
             self._hash.update(chunk)
             yield chunk
 
-    def _chunks(self) -> Iterator[bytes]:
-        source = self._source
-        # bytes is an Iterable of ints, not of chunks: take it as one chunk rather than fail oddly.
-        if isinstance(source, bytes | bytearray | memoryview):
-            yield bytes(source)
-        # Check read() first: file objects iterate by *lines*, which may be one huge line.
-        elif hasattr(source, "read"):
-            read = cast(BinaryIO, source).read
-            while chunk := read(CHUNK_SIZE):
-                yield chunk
-        else:
-            yield from cast(Iterable[bytes], source)
+    def ref(self, container: str, name: str, content_type: str) -> BlobRef:
+        """The ref of what was stored; call once iteration has ended."""
+        return BlobRef(
+            container=container,
+            name=name,
+            size=self.size,
+            sha256=self.sha256,
+            content_type=content_type,
+        )
+
+
+def iter_chunks(source: Source | bytes) -> Iterator[bytes]:
+    """The non-empty chunks of a ``Source`` (or of plain bytes, taken as one chunk)."""
+    # bytes is an Iterable of ints, not of chunks: take it as one chunk rather than fail oddly.
+    if isinstance(source, bytes | bytearray | memoryview):
+        chunks: Iterable[bytes] = [bytes(source)]
+    # Check read() first: file objects iterate by *lines*, which may be one huge line.
+    elif hasattr(source, "read"):
+        read = cast(BinaryIO, source).read
+        chunks = iter(lambda: read(CHUNK_SIZE), b"")
+    else:
+        chunks = cast(Iterable[bytes], source)
+    return (chunk for chunk in chunks if chunk)

@@ -100,6 +100,11 @@ class BaseTool:
     def takes_input(self) -> bool:
         return bool(self.accepts)
 
+    @property
+    def upload_limit(self) -> int:
+        """The most bytes this tool accepts: its own limit, never above the global one."""
+        return min(self.max_size, GLOBAL_MAX_UPLOAD)
+
     def run(self, ctx: ToolContext) -> None:
         raise NotImplementedError
 
@@ -114,7 +119,7 @@ class BaseTool:
             "mode": self.mode,
             "params_schema": self.Params.model_json_schema(),
             "accepts": dict(self.accepts),
-            "max_size": min(self.max_size, GLOBAL_MAX_UPLOAD),
+            "max_size": self.upload_limit,
             "timeout_s": int(self.timeout.total_seconds()),
             "max_attempts": self.max_attempts,
             "output": self.output.value,
@@ -135,10 +140,6 @@ class ScratchDir:
         if self._path is None:
             self._path = Path(tempfile.mkdtemp(prefix=self._prefix, dir=self._parent))
         return self._path
-
-    @property
-    def made(self) -> bool:
-        return self._path is not None
 
     def cleanup(self) -> None:
         if self._path is not None:
@@ -261,7 +262,7 @@ def local_context(
 
         def chunks() -> Iterator[bytes]:
             with src.open("rb") as f:
-                while chunk := f.read(1024 * 1024):
+                while chunk := f.read(MB):
                     yield chunk
 
         input_file = InputFile(src.name, src.stat().st_size, content_type, chunks, temp_dir)

@@ -1,30 +1,25 @@
 """Upload validation: decide whether a file may become a tool's input, then store it.
 
-Before any bytes arrive, ``check_declared`` checks what a submission says about its file (name,
-extension, size). When the bytes come, ``validate_and_store`` cleans the name, reads only the first
-8 KiB to sniff the real format from its magic bytes (a text file renamed ``.png`` is refused), and
-then streams the whole file into the ``uploads`` container with the tool's size limit enforced by
-the blob store, so a 500 MB upload never sits in memory. Every refusal is an ``UploadRefused`` with
-a stable ``code`` and an HTTP ``status`` hint; nothing is stored when a file is refused.
+``validate_and_store`` first checks what a submission says about its file (name, extension,
+declared size) without reading a byte of it. Then it reads only the first 8 KiB to sniff the real
+format from its magic bytes (``services.tools.sniffing``; a text file renamed ``.png`` is
+refused), and streams the whole file into the ``uploads`` container with the tool's size limit
+enforced by the blob store, so a 500 MB upload never sits in memory. Every refusal is an
+``UploadRefused`` with a stable ``code`` and an HTTP ``status`` hint; nothing is stored when a
+file is refused.
 """
 
 from __future__ import annotations
 
-import codecs
-import mimetypes
 import unicodedata
 from collections.abc import Iterator
 from itertools import chain
 
-import filetype
-from filetype.types.base import Type as FileKind
-
 from events.catalog import BlobRef
-from services.blobs.store import CHUNK_SIZE, BlobStore, BlobTooLarge, Source
-from services.tools.base import GLOBAL_MAX_UPLOAD, BaseTool
+from services.blobs.store import BlobStore, BlobTooLarge, Source, iter_chunks
+from services.tools.base import BaseTool
+from services.tools.sniffing import HEAD_SIZE, is_text_like, sniff, types_agree
 
-# filetype never looks past 8 KiB, so neither do we before deciding.
-HEAD_SIZE = 8 * 1024
 # Most filesystems (ext4, NTFS, APFS) cap one path component at 255 bytes (or UTF-16 units),
 # so a name of 150 four-byte characters would fail to save on the local blob store.
 MAX_NAME_BYTES = 255
@@ -157,156 +152,7 @@ def _bound(name: str, max_length: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Content types
-
-# Names that mean the same format. filetype reports one spelling; a tool may declare another.
-# Each entry is a spelling we would accept for the same bytes, never a different format:
-# - image/jpg, image/pjpeg: common but unofficial names for JPEG.
-# - image/apng: an animated PNG is a valid PNG (decoders show its first frame).
-# - video/x-m4v: Apple's brand of the same MPEG-4 container; .m4v files are MP4 files.
-# - audio/x-wav, audio/x-flac, audio/x-aiff, audio/x-m4a, audio/mp3: pre-registration names.
-# - font/*: filetype cannot tell WOFF from WOFF2 or TTF from OTF, so it reports one family type.
-# Deliberately absent: video/quicktime ~ video/mp4. Both are ISO BMFF, but filetype tells them
-# apart by the ftyp brand, which is exactly what differs; a tool that handles both lists both
-# .mp4 and .mov, just as a PNG named .jpg is refused rather than trusted.
-_ALIASES = {
-    "image/jpg": "image/jpeg",
-    "image/pjpeg": "image/jpeg",
-    "image/apng": "image/png",
-    "image/vnd.microsoft.icon": "image/x-icon",
-    "video/x-m4v": "video/mp4",
-    "audio/wav": "audio/x-wav",
-    "audio/wave": "audio/x-wav",
-    "audio/vnd.wave": "audio/x-wav",
-    "audio/flac": "audio/x-flac",
-    "audio/aiff": "audio/x-aiff",
-    "audio/x-m4a": "audio/mp4",
-    "audio/mp3": "audio/mpeg",
-    "application/x-zip-compressed": "application/zip",
-    "font/woff": "application/font-woff",
-    "font/woff2": "application/font-woff",
-    "font/ttf": "application/font-sfnt",
-    "font/otf": "application/font-sfnt",
-    "font/sfnt": "application/font-sfnt",
-}
-# filetype recognises these zip-based formats only when a telltale member comes first in the
-# archive; many writers put it elsewhere, and then filetype can only say "zip".
-_ZIP_BASED = frozenset(
-    {
-        "application/epub+zip",
-        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-        "application/vnd.oasis.opendocument.text",
-        "application/vnd.oasis.opendocument.spreadsheet",
-        "application/vnd.oasis.opendocument.presentation",
-    }
-)
-_TEXT_APPLICATION_TYPES = frozenset(
-    {
-        "application/json",
-        "application/xml",
-        "application/javascript",
-        "application/x-ndjson",
-        "application/yaml",
-        "application/x-yaml",
-        "application/toml",
-        "application/sql",
-    }
-)
-# The built-in table only: the system's mime.types differs between machines.
-_MIMETYPES = mimetypes.MimeTypes()
-
-
-def _canonical(content_type: str) -> str:
-    base = content_type.split(";", 1)[0].strip().lower()
-    return _ALIASES.get(base, base)
-
-
-def _filetype_mime(kind: FileKind) -> str:
-    # filetype labels Embedded OpenType fonts "application/octet-stream", which would make
-    # every EOT look like "any bytes"; use its registered type instead.
-    if kind.extension == "eot":
-        return "application/vnd.ms-fontobject"
-    return _canonical(kind.mime)
-
-
-# The formats filetype can recognise: for these, "no match" means "not this format".
-_SNIFFABLE = frozenset(_filetype_mime(kind) for kind in filetype.types)
-
-
-def is_text_like(content_type: str) -> bool:
-    """Whether the format is plain text underneath (it has no magic bytes to sniff)."""
-    ct = _canonical(content_type)
-    return (
-        ct.startswith("text/")
-        or ct in _TEXT_APPLICATION_TYPES
-        or ct.endswith("+json")
-        or ct.endswith("+xml")  # image/svg+xml, application/atom+xml…
-    )
-
-
-def _looks_like_text(head: bytes) -> bool:
-    if b"\x00" in head:
-        return False
-    # final=False: the head is cut at 8 KiB and may end inside a multi-byte character.
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def sniff(head: bytes, ext: str, *, expected: str | None = None) -> str | None:
-    """The content type the first bytes show, or None when they show nothing known.
-
-    For a text extension (``expected`` text-like, or ``ext`` a known text type) UTF-8 text
-    without NUL bytes counts as that type before magic bytes are tried, because some magic
-    numbers are plain letters ("BM" is BMP, "GIF" is GIF, "MZ" is a Windows program) and a
-    note starting "GIFs I like" is still text. A binary file is not valid UTF-8 or contains
-    NULs, so a PNG renamed ``.txt`` is still caught. Other heads are matched with ``filetype``;
-    text with no known magic is ``text/plain``.
-    """
-    text_type = expected if expected is not None and is_text_like(expected) else None
-    if text_type is None and expected is None:
-        guessed = _MIMETYPES.guess_type(f"x{ext.lower()}", strict=False)[0]
-        text_type = guessed if guessed is not None and is_text_like(guessed) else None
-    if text_type is not None and _looks_like_text(head):
-        return text_type
-    kind = filetype.guess(head) if head else None
-    if kind is not None:
-        return _filetype_mime(kind)
-    if head and _looks_like_text(head):
-        return "text/plain"
-    return None
-
-
-def types_agree(sniffed: str | None, expected: str) -> bool:
-    """Whether content sniffed as ``sniffed`` may be accepted as ``expected``."""
-    want = _canonical(expected)
-    if want == "application/octet-stream":
-        return True  # the tool takes any bytes
-    got = _canonical(sniffed) if sniffed is not None else None
-    if got == want:
-        return True
-    if got is not None and is_text_like(got) and is_text_like(want):
-        return True  # magic bytes cannot tell CSV from JSON; the tool parses it
-    if got == "application/zip" and want in _ZIP_BASED:
-        return True
-    if want not in _SNIFFABLE and not is_text_like(want):
-        # A format we have no signature for cannot be confirmed; refuse it only when the bytes
-        # are clearly something else, and leave deeper checks to the tool (InvalidInput).
-        return got is None or got == "text/plain"
-    return False
-
-
-# ---------------------------------------------------------------------------------------------
 # Checking and storing
-
-
-def upload_limit(tool: BaseTool) -> int:
-    """The most bytes ``tool`` accepts: its own limit, never above the global one."""
-    return min(tool.max_size, GLOBAL_MAX_UPLOAD)
 
 
 def _match_extension(tool: BaseTool, safe_name: str) -> tuple[str, str]:
@@ -320,38 +166,18 @@ def _match_extension(tool: BaseTool, safe_name: str) -> tuple[str, str]:
     return ext, tool.accepts[ext]
 
 
-def _check(tool: BaseTool, filename: str, size: int | None) -> tuple[str, str, str, int]:
+def _check(tool: BaseTool, filename: str, size: int | None) -> tuple[str, str, str]:
     if not tool.takes_input:
         raise NoInputExpected(tool)
     safe = sanitize_filename(filename)
     ext, expected = _match_extension(tool, safe)
-    limit = upload_limit(tool)
+    limit = tool.upload_limit
     if size is not None:
         if size > limit:
             raise FileTooLarge(limit, size)
         if size == 0:
             raise EmptyFile()
-    return safe, ext, expected, limit
-
-
-def check_declared(tool: BaseTool, filename: str, size: int | None) -> str:
-    """Check a declared input (name, extension, size) before its bytes arrive; the safe name.
-
-    ``size`` may be None when the client did not say (no Content-Length); the stream's real
-    size is then enforced by ``validate_and_store``.
-    """
-    return _check(tool, filename, size)[0]
-
-
-def _chunks(source: Source | bytes) -> Iterator[bytes]:
-    # bytes iterate as ints: take them as one chunk. File objects iterate by lines (maybe one
-    # huge line), so read them in fixed chunks instead.
-    if isinstance(source, bytes | bytearray | memoryview):
-        return iter([bytes(source)] if source else [])
-    read = getattr(source, "read", None)
-    if read is not None:
-        return iter(lambda: read(CHUNK_SIZE), b"")
-    return (bytes(chunk) for chunk in source if chunk)
+    return safe, ext, expected
 
 
 def _read_head(chunks: Iterator[bytes]) -> tuple[bytes, list[bytes]]:
@@ -379,11 +205,13 @@ def validate_and_store(
 ) -> tuple[BlobRef, str]:
     """Check the file against ``tool`` and stream it into ``container``; (blob ref, safe name).
 
-    Refusals happen before anything is written, except "too large" without a declared size,
-    which the blob store detects mid-stream and cleans up after itself.
+    Refusals happen before anything is written, except "too large" without a declared size
+    (``declared_size`` None: the client sent no Content-Length), which the blob store detects
+    mid-stream and cleans up after itself. A bad name, extension or declared size is refused
+    before ``source`` is read at all.
     """
-    safe, ext, expected, limit = _check(tool, filename, declared_size)
-    chunks = _chunks(source)
+    safe, ext, expected = _check(tool, filename, declared_size)
+    chunks = iter_chunks(source)
     head, buffered = _read_head(chunks)
     if not head:
         raise EmptyFile()
@@ -399,10 +227,10 @@ def validate_and_store(
             f"{name_prefix.strip('/')}/{safe}",
             chain(buffered, chunks),
             content_type=expected,
-            max_size=limit,
+            max_size=tool.upload_limit,
         )
     except BlobTooLarge as exc:
-        raise FileTooLarge(limit) from exc
+        raise FileTooLarge(exc.limit) from exc
     return ref, safe
 
 
@@ -426,11 +254,9 @@ __all__ = [
     "NoInputExpected",
     "UnsupportedFileType",
     "UploadRefused",
-    "check_declared",
     "is_text_like",
     "sanitize_filename",
     "sniff",
     "types_agree",
-    "upload_limit",
     "validate_and_store",
 ]

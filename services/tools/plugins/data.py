@@ -29,7 +29,6 @@ try:  # optional: schema checks only where the package is installed
 except ImportError:  # pragma: no cover - depends on the environment
     jsonschema = None
 
-INLINE_MAX = MAX_INLINE_RESULT
 MAX_ERRORS = 20  # a report lists this many schema errors at most, to stay short
 MAX_MESSAGE = 300
 
@@ -83,9 +82,9 @@ class JsonFormat(BaseTool):
             text = json.dumps(
                 document, ensure_ascii=False, sort_keys=params.sort_keys, indent=params.indent
             )
-        if len(text) > INLINE_MAX:
+        if len(text) > MAX_INLINE_RESULT:
             raise InvalidInput(
-                f"the formatted JSON has {len(text)} characters; at most {INLINE_MAX} fit a "
+                f"the formatted JSON has {len(text)} characters; at most {MAX_INLINE_RESULT} fit a "
                 "result (a smaller indent may help)",
                 code="result_too_large",
             )

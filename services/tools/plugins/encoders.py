@@ -16,9 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.tools.base import MAX_INLINE_RESULT, BaseTool, InvalidInput, OutputKind, ToolContext
 
-INLINE_MAX = MAX_INLINE_RESULT
-ENCODE_MAX_BYTES = INLINE_MAX // 4 * 3  # base64 turns every 3 bytes into 4 characters
-DECODE_MAX_CHARS = INLINE_MAX * 2  # generous room for line breaks and multi-byte text
+ENCODE_MAX_BYTES = MAX_INLINE_RESULT // 4 * 3  # base64 turns every 3 bytes into 4 characters
+DECODE_MAX_CHARS = MAX_INLINE_RESULT * 2  # generous room for line breaks and multi-byte text
 
 _STANDARD = re.compile(r"[A-Za-z0-9+/]*")
 _URL_SAFE = re.compile(r"[A-Za-z0-9_-]*")
@@ -86,9 +85,10 @@ class Base64Decode(BaseTool):
             raise InvalidInput(
                 f"decoded bytes are not text (not valid UTF-8 at byte {exc.start})"
             ) from None
-        if len(text) > INLINE_MAX:
+        if len(text) > MAX_INLINE_RESULT:
             raise InvalidInput(
-                f"the decoded text has {len(text)} characters; at most {INLINE_MAX} fit a result",
+                f"the decoded text has {len(text)} characters; at most {MAX_INLINE_RESULT} fit "
+                "a result",
                 code="result_too_large",
             )
         ctx.output.text(text)

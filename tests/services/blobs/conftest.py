@@ -7,7 +7,6 @@ and so fails instead. Everything listens on and talks to 127.0.0.1 only.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import time
@@ -21,6 +20,7 @@ from azure.storage.blob import BlobServiceClient
 from services.blobs.azure import AzureBlobStore
 from services.blobs.local import LocalBlobStore
 from services.blobs.store import CONTAINERS, BlobStore
+from tests.conftest import IN_CI
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 AZURITE = PROJECT_ROOT / "var" / "node" / "node_modules" / ".bin" / "azurite-blob"
@@ -30,7 +30,6 @@ AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
-IN_CI = os.environ.get("CI", "").lower() == "true"
 SIGNING_KEY = b"test signing key"
 
 

@@ -17,13 +17,10 @@ from pypdf import PdfReader, PdfWriter
 
 from services.blobs.local import LocalBlobStore
 from services.tools.base import GLOBAL_MAX_UPLOAD, MB, BaseTool
+from services.tools.sniffing import HEAD_SIZE, sniff, types_agree
 from services.tools.uploads import (
-    HEAD_SIZE,
     UploadRefused,
-    check_declared,
     sanitize_filename,
-    sniff,
-    types_agree,
     validate_and_store,
 )
 
@@ -250,18 +247,18 @@ def test_a_declared_size_over_the_limit_is_refused_before_reading(blobs: LocalBl
     assert stored(blobs) == []
 
 
-def test_check_declared() -> None:
-    tool = DocTool()
-    assert check_declared(tool, "../Scan 01.PDF", 1000) == "Scan 01.PDF"
-    refused("file_too_large", check_declared, tool, "a.png", MB + 1)
-    refused("empty_file", check_declared, tool, "a.png", 0)
-    refused("unsupported_file_type", check_declared, tool, "a.gif", 10)
-    refused("invalid_filename", check_declared, tool, "../..", 10)
-    refused("no_input_expected", check_declared, NoInputTool(), "a.png", 10)
+def test_the_declared_file_is_checked_before_reading_it(blobs: LocalBlobStore) -> None:
+    _, safe = store(blobs, "../Scan 01.PDF", pdf_bytes(), declared_size=1000)
+    assert safe == "Scan 01.PDF"
+    refused("empty_file", store, blobs, "a.png", untouchable(), declared_size=0)
+    refused("unsupported_file_type", store, blobs, "a.gif", untouchable(), declared_size=10)
+    refused("invalid_filename", store, blobs, "../..", untouchable(), declared_size=10)
     # The global cap wins over a tool that asks for more.
     big = type("Huge", (BigTextTool,), {"max_size": 10 * GLOBAL_MAX_UPLOAD})()
-    error = refused("file_too_large", check_declared, big, "a.txt", GLOBAL_MAX_UPLOAD + 1)
+    size = GLOBAL_MAX_UPLOAD + 1
+    error = refused("file_too_large", store, blobs, "a.txt", untouchable(), big, declared_size=size)
     assert "500 MB" in str(error)
+    assert stored(blobs) == ["exec-1/Scan 01.PDF"]
 
 
 @pytest.mark.parametrize("source", [[], [b"", b""], b"", io.BytesIO()])
