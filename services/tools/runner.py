@@ -220,7 +220,7 @@ class _Attempt:
         ref: BlobRef | None = None
         text = output.text
         # Storage errors propagate: execute() turns them into Failed.
-        if text is not None and len(text.encode()) > MAX_INLINE_RESULT:
+        if text is not None and len(text) > MAX_INLINE_RESULT:  # Completed.result's bound
             ref = self.runner.blobs.put(
                 "processed",
                 f"{self.execution_id}/result.txt",

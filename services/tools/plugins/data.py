@@ -15,7 +15,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.tools.base import (
-    MAX_INLINE_RESULT,
     MB,
     BaseTool,
     InvalidInput,
@@ -82,13 +81,7 @@ class JsonFormat(BaseTool):
             text = json.dumps(
                 document, ensure_ascii=False, sort_keys=params.sort_keys, indent=params.indent
             )
-        if len(text) > MAX_INLINE_RESULT:
-            raise InvalidInput(
-                f"the formatted JSON has {len(text)} characters; at most {MAX_INLINE_RESULT} fit a "
-                "result (a smaller indent may help)",
-                code="result_too_large",
-            )
-        ctx.output.text(text)
+        ctx.output.text(text)  # a long one becomes a file: the runner decides
 
 
 class JsonValidate(BaseTool):
