@@ -18,7 +18,7 @@ from uuid import UUID, uuid4
 import orjson
 
 from events.catalog import Catalog, EventPayload, catalog as execution_catalog
-from events.errors import EventTooLarge, InvalidStreamName
+from events.errors import EventTooLarge, InvalidExtension, InvalidStreamName
 
 SPEC_VERSION = "1.0"
 DEFAULT_SOURCE = "/magictoolbox/local"
@@ -60,8 +60,11 @@ def is_validated(event: NewEvent) -> bool:
     )
 
 
+EXECUTION_STREAM_PREFIX = "execution-"
+
+
 def execution_stream(execution_id: UUID) -> str:
-    return f"execution-{execution_id}"
+    return f"{EXECUTION_STREAM_PREFIX}{execution_id}"
 
 
 def execution_subject(category: str, tool: str, execution_id: UUID) -> str:
@@ -131,7 +134,10 @@ def new_event(
     ext = dict(metadata or {})
     for key, value in ext.items():
         if not _EXTENSION_RE.match(key) or not isinstance(value, str):
-            raise InvalidStreamName(f"CloudEvents extension {key!r} must be lowercase alphanumeric")
+            raise InvalidExtension(
+                f"CloudEvents extension {key!r} needs a lowercase alphanumeric name and a "
+                f"string value, not {type(value).__name__}"
+            )
     data_json = model.model_dump_json()
     schema_version = type(model).schema_version
     event = NewEvent(

@@ -51,6 +51,12 @@ class InvalidStreamName(EventValidationError):
     code = "invalid_stream_name"
 
 
+class InvalidExtension(EventValidationError):
+    """A CloudEvents extension attribute with a bad name or a value that is not a string."""
+
+    code = "invalid_extension"
+
+
 class WrongExpectedVersion(EventStoreError):
     """The stream is not at the version the writer expected (optimistic concurrency)."""
 

@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from events.catalog import TYPE_PREFIX, catalog
-from events.envelope import RecordedEvent
+from events.envelope import EXECUTION_STREAM_PREFIX, RecordedEvent
 from projections.db import Database
 
 LIVE = "proj_"
-EXECUTION_STREAM = "execution-"
 
 
 # The status each event type leads to (the decider's, by name); Progress changes none.
@@ -80,11 +79,16 @@ def execution_events(events: Sequence[RecordedEvent]) -> Iterator[ExecutionEvent
     """The execution events of a batch, decoded once. Payloads were validated when appended,
     so only upcasting is needed here; that keeps a rebuild fast."""
     for event in events:
-        if not (event.type.startswith(TYPE_PREFIX) and event.stream.startswith(EXECUTION_STREAM)):
+        if not (
+            event.type.startswith(TYPE_PREFIX) and event.stream.startswith(EXECUTION_STREAM_PREFIX)
+        ):
             continue
         data = catalog.upcast(event.type, event.schema_version, event.data)
         yield ExecutionEvent(
-            event.stream[len(EXECUTION_STREAM) :], event.type[len(TYPE_PREFIX) :], data, event
+            event.stream[len(EXECUTION_STREAM_PREFIX) :],
+            event.type[len(TYPE_PREFIX) :],
+            data,
+            event,
         )
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from events.catalog import EXECUTION_EVENTS, Failed, Progress, Submitted, catalog
 from events.envelope import execution_subject, new_event
-from events.errors import EventSchemaError, EventTooLarge, InvalidStreamName, UnknownEventType
+from events.errors import EventSchemaError, EventTooLarge, InvalidExtension, UnknownEventType
 from events.store import NO_STREAM, EventStore
 from tests.events.factories import execution_events
 
@@ -55,8 +55,14 @@ def test_an_event_over_one_megabyte_cannot_even_be_built() -> None:
 
 
 def test_an_extension_name_that_is_not_lowercase_alphanumeric_is_refused() -> None:
-    with pytest.raises(InvalidStreamName):
+    with pytest.raises(InvalidExtension) as refused:
         new_event(Progress(percent=1), metadata={"Bad-Key": "x"})
+    assert refused.value.code == "invalid_extension" and "Bad-Key" in str(refused.value)
+
+
+def test_an_extension_value_that_is_not_a_string_is_refused() -> None:
+    with pytest.raises(InvalidExtension, match="not int"):
+        new_event(Progress(percent=1), metadata={"attempts": 3})
 
 
 def test_a_stored_event_is_a_cloudevent_with_our_extensions(store: EventStore) -> None:

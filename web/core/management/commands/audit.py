@@ -8,7 +8,7 @@ from uuid import UUID
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from events.envelope import execution_stream
+from events.envelope import EXECUTION_STREAM_PREFIX, execution_stream
 from events.errors import StreamNotFound
 from events.store import EventStore
 from services.executions.service import ExecutionService
@@ -17,7 +17,7 @@ from web.core.cli import add_store_argument, data_summary, iso_time, opened_stor
 
 def execution_id_argument(value: str) -> UUID:
     try:
-        return UUID(value.removeprefix("execution-"))
+        return UUID(value.removeprefix(EXECUTION_STREAM_PREFIX))
     except ValueError:
         raise CommandError(f"{value!r} is not an execution id", returncode=1) from None
 
