@@ -3,14 +3,16 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-HOST ?= 127.0.0.1
-PORT ?= 8000
+HOST ?= $(or $(RUN_HOST),127.0.0.1)
+PORT ?= $(or $(RUN_PORT),8000)
 PG_HOST := 127.0.0.1
 PG_PORT := 5432
 
 AZURITE := var/node/node_modules/.bin/azurite-blob
 
-.PHONY: venv pg azurite lint test run bench clean
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: venv pg azurite chromium lint test run bench clean
 
 # The stamp depends on pyproject.toml, so editing dependencies reinstalls on the next make.
 $(VENV)/.installed: pyproject.toml
@@ -32,6 +34,13 @@ $(AZURITE):
 	npm install --prefix var/node --no-audit --no-fund --loglevel=error azurite@3.35.0
 azurite: $(AZURITE)
 
+# Debian's Chromium for the browser tests (Playwright drives it; never `playwright install`).
+$(CHROMIUM):
+	@SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium \
+	|| { $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
+chromium: $(CHROMIUM)
+
 pg:
 	@if ! pg_isready -q -h $(PG_HOST) -p $(PG_PORT); then \
 		echo "starting PostgreSQL"; \
@@ -45,12 +54,11 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-test: $(VENV)/.installed $(AZURITE) pg lint
+test: $(VENV)/.installed $(AZURITE) $(CHROMIUM) pg lint
 	$(BIN)/pytest
 
 run: $(VENV)/.installed
-	$(BIN)/magictoolbox migrate
-	$(BIN)/uvicorn web.asgi:application --host $(HOST) --port $(PORT)
+	$(BIN)/magictoolbox run --host $(HOST) --port $(PORT)
 
 bench: $(VENV)/.installed-bench pg
 	$(BIN)/python -m tests.bench

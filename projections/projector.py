@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -59,6 +59,7 @@ class Projector:
         *,
         idle_timeout: float = IDLE_TIMEOUT,
         first_backoff: float = FIRST_BACKOFF,
+        on_applied: Callable[[str, Sequence[RecordedEvent], Database], None] | None = None,
     ) -> None:
         self.store = store
         self.db = Database(db_url)
@@ -66,6 +67,9 @@ class Projector:
         self.batch_size = batch_size
         self.idle_timeout = idle_timeout
         self.first_backoff = first_backoff
+        # Called after a batch commits (projection name, the batch, the pass's connection):
+        # the web process pushes live updates from here. Its failure never fails the pass.
+        self.on_applied = on_applied
         self._lock = threading.Lock()  # one Database connection, used by one thread at a time
         self._failing: dict[str, _Failing] = {}
         self._positions: dict[str, int] = {}
@@ -112,6 +116,11 @@ class Projector:
         except Exception as exc:
             self._failed(name, exc, db)
             return 0
+        if events and self.on_applied is not None:
+            try:
+                self.on_applied(name, events, db)
+            except Exception:
+                log.exception("projection %s: on_applied failed", name)
         self._positions[name] = position
         if self._failing.pop(name, None) is not None:
             log.info("projection %s recovered at position %d", name, position)

@@ -223,6 +223,19 @@ def get(db: Database, execution_id: str, prefix: str = LIVE) -> ExecutionStatus 
     return ExecutionStatus(*rows[0]) if rows else None
 
 
+def from_events(events: Sequence[RecordedEvent]) -> ExecutionStatus | None:
+    """The row that applying one execution's stream gives, without the table: what a reader
+    uses for an execution the projector has not reached yet (read-your-writes)."""
+    row: list[Any] | None = None
+    for e in execution_events(events):
+        if row is None:
+            if e.kind != "Submitted":
+                continue
+            row = [None] * len(COLUMNS)
+        fold(row, e.kind, e.data, e.event)
+    return ExecutionStatus(*row) if row is not None else None
+
+
 def in_status(
     db: Database, statuses: Sequence[str], limit: int = 10_000, prefix: str = LIVE
 ) -> list[ExecutionStatus]:

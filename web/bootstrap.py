@@ -13,6 +13,7 @@ from django.conf import settings
 
 from events.store import EventStore, open_store
 from handlers import wiring
+from projections.db import Database
 from services.blobs import BlobStore, open_blob_store
 from services.executions.service import ExecutionService
 from services.tools.registry import ToolRegistry, default_registry
@@ -20,6 +21,7 @@ from services.tools.registry import ToolRegistry, default_registry
 _lock = threading.RLock()
 _event_store: EventStore | None = None
 _blob_store: BlobStore | None = None
+_local = threading.local()
 
 
 def event_store() -> EventStore:
@@ -39,6 +41,14 @@ def blob_store() -> BlobStore:
                 settings.BLOB_STORAGE, signing_key=settings.BLOB_SIGNING_KEY.encode()
             )
         return _blob_store
+
+
+def read_models() -> Database:
+    """This thread's connection to the read models (the projections' tables)."""
+    db = getattr(_local, "db", None)
+    if db is None or db.url != settings.DATABASE_URL:
+        db = _local.db = Database(settings.DATABASE_URL)
+    return db
 
 
 def tool_registry() -> ToolRegistry:

@@ -20,7 +20,7 @@ from handlers.deadletters import DeadLetterStore
 from handlers.function_app import app as function_app
 from handlers.host import LocalFunctionsHost, RetryPolicy
 from projections.projector import Projector
-from web import bootstrap
+from web import bootstrap, live
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,11 @@ class Background:
         deps = bootstrap.functions_dependencies()
         deps.blobs.setup()
         deps.store.setup()
-        self.projector = Projector(deps.store, settings.DATABASE_URL) if projector else None
+        self.projector = (
+            Projector(deps.store, settings.DATABASE_URL, on_applied=live.publish)
+            if projector
+            else None
+        )
         self.host = LocalFunctionsHost(
             function_app,
             deps.store,

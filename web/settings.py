@@ -12,6 +12,12 @@
 | ``BLOB_SIGNING_KEY`` | ``SECRET_KEY``: signs the local backend's download links |
 | ``FUNCTIONS_IN_PROCESS`` | on for ``local``: the ASGI process runs the projector and Functions |
 |   | host too (``magictoolbox functions`` runs them on their own) |
+| ``EVENTSTREAM_REDIS`` | unset: live updates reach the browsers of this process only; a Redis |
+|   | URL (``redis://host:6379/0``) shares them between processes |
+| ``API_THROTTLE_ANON`` / ``_USER`` / ``_SUBMIT`` | ``60/min`` / ``1200/min`` / ``120/min`` |
+| ``DEMO_ACCOUNT`` | on for the embedded default (``local`` on SQLite): ``magictoolbox run`` |
+|   | with no users yet creates a ``demo`` account and prints its password |
+| ``RUN_HOST`` / ``RUN_PORT`` | ``127.0.0.1`` / ``8000``: where ``magictoolbox run`` listens |
 """
 
 from __future__ import annotations
@@ -78,11 +84,19 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files, served from here: no CDN
+    "django_eventstream",
+    "bootstrap",  # django-bootstrap-static: Bootstrap 5's CSS and JS, served from here
     "web.core",
+    "web.api",
+    "web.ui",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -124,5 +138,70 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# WhiteNoise serves the apps' static files straight from their folders: no collectstatic step,
+# with DEBUG on or off.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "tool-list"
+LOGOUT_REDIRECT_URL = "tool-list"
+
+DEMO_ACCOUNT = _env_bool(
+    "DEMO_ACCOUNT",
+    default=MAGICTOOLBOX_DEPLOYMENT == "local" and DATABASE_URL.startswith("sqlite:"),
+)
+RUN_HOST = os.environ.get("RUN_HOST", "127.0.0.1")
+RUN_PORT = int(os.environ.get("RUN_PORT", "8000"))
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "web.api.auth.TokenAuthentication",
+        "web.api.auth.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "web.api.throttling.AnonThrottle",
+        "web.api.throttling.UserThrottle",
+    ],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+        "rest_framework.parsers.FormParser",
+    ],
+    "EXCEPTION_HANDLER": "web.api.problems.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+# Read at request time (web.api.throttling), so tests and benchmarks can change them.
+API_THROTTLE_RATES = {
+    "anon": os.environ.get("API_THROTTLE_ANON", "60/min"),
+    "user": os.environ.get("API_THROTTLE_USER", "1200/min"),
+    "submit": os.environ.get("API_THROTTLE_SUBMIT", "120/min"),
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "MagicToolbox API",
+    "DESCRIPTION": "Every tool run is an event-sourced execution.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# Live updates (django-eventstream): who may read which channel is web.ui.live's decision.
+EVENTSTREAM_CHANNELMANAGER_CLASS = "web.live.ChannelManager"
+if os.environ.get("EVENTSTREAM_REDIS"):
+    from urllib.parse import urlsplit as _urlsplit
+
+    _redis = _urlsplit(os.environ["EVENTSTREAM_REDIS"])
+    EVENTSTREAM_REDIS = {
+        "host": _redis.hostname or "127.0.0.1",
+        "port": _redis.port or 6379,
+        "db": int((_redis.path or "/0").lstrip("/") or 0),
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

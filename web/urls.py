@@ -1,15 +1,18 @@
-"""URL routes: the admin and the health check. The API and UI arrive with their issues."""
+"""URL routes: the UI at the root, the REST API under ``/api/``, live updates under ``/live/``."""
 
 from django.contrib import admin
-from django.contrib.staticfiles.urls import staticfiles_urlpatterns
-from django.urls import path
+from django.urls import include, path
 
 from web.core import views
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
+    path("api/", include("web.api.urls")),
+    path("live/", include("web.live_urls")),
+    path("", include("web.ui.urls")),
 ]
 
-# Serves the admin's static files under `make run` (uvicorn); a no-op unless DEBUG is on.
-urlpatterns += staticfiles_urlpatterns()
+# problem+json for API paths, the UI's pages elsewhere.
+handler404 = "web.api.problems.not_found"
+handler500 = "web.api.problems.server_error"

@@ -21,7 +21,7 @@ def test_migrate_installs_the_event_store_schema(tmp_path) -> None:
 
     migrated = run_cli("migrate", "--no-input", DATABASE_URL=url)
     assert migrated.returncode == 0, migrated.stderr
-    assert "Event store schema is up to date." in migrated.stdout
+    assert "Event store schema and read models are up to date." in migrated.stdout
 
     after = run_cli("audit", "verify", "--all", DATABASE_URL=url)
     assert after.returncode == 0, after.stderr

@@ -1,4 +1,4 @@
-"""App config: ``magictoolbox migrate`` also installs the event store schema."""
+"""App config: ``magictoolbox migrate`` also installs the event store schema and the read models."""
 
 from __future__ import annotations
 
@@ -9,11 +9,20 @@ from django.db.models.signals import post_migrate
 
 
 def _setup_event_store(**kwargs: Any) -> None:
+    from django.conf import settings
+
+    from projections.projector import Projector
     from web.bootstrap import event_store
 
-    event_store().setup()
+    store = event_store()
+    store.setup()
+    projector = Projector(store, settings.DATABASE_URL)
+    try:
+        projector.setup()
+    finally:
+        projector.close()
     if kwargs.get("verbosity", 1) >= 1:
-        print("  Event store schema is up to date.")
+        print("  Event store schema and read models are up to date.")
 
 
 class CoreConfig(AppConfig):

@@ -1,0 +1,140 @@
+"""The API's shapes, declared once: requests are validated with them and the OpenAPI schema
+(drf-spectacular) is generated from them, so the documentation cannot drift from the code."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from web.core.executions import STATUSES
+
+ACTIONS = ("cancel", "retry", "replay", "delete", "download")
+
+
+class ProblemSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    code = serializers.CharField(help_text="stable, for programs: e.g. execution_not_found")
+    errors = serializers.ListField(child=serializers.DictField(), required=False)
+    retry_after = serializers.IntegerField(required=False)
+
+
+class ToolSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    category = serializers.CharField()
+    description = serializers.CharField(allow_blank=True)
+    version = serializers.CharField()
+    mode = serializers.ChoiceField(choices=["sync", "async"])
+    params_schema = serializers.DictField(help_text="JSON Schema of the tool's params")
+    accepts = serializers.DictField(
+        child=serializers.CharField(), help_text="accepted extension → content type"
+    )
+    takes_input = serializers.BooleanField()
+    max_size = serializers.IntegerField(help_text="largest accepted upload, in bytes")
+    timeout_s = serializers.IntegerField()
+    max_attempts = serializers.IntegerField()
+    output = serializers.ChoiceField(choices=["file", "text"])
+    url = serializers.CharField()
+
+
+class ErrorInfoSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField(allow_blank=True)
+    retryable = serializers.BooleanField()
+
+
+class LinksSerializer(serializers.Serializer):
+    self = serializers.CharField()
+    events = serializers.CharField()
+    download = serializers.CharField(allow_null=True)
+    page = serializers.CharField()
+
+
+class ExecutionSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    tool = serializers.CharField()
+    tool_name = serializers.CharField()
+    category = serializers.CharField()
+    mode = serializers.ChoiceField(choices=["sync", "async"])
+    status = serializers.ChoiceField(choices=STATUSES)
+    finished = serializers.BooleanField()
+    percent = serializers.FloatField()
+    progress_message = serializers.CharField(allow_blank=True)
+    attempt = serializers.IntegerField()
+    input_filename = serializers.CharField(allow_null=True)
+    result = serializers.CharField(allow_null=True, allow_blank=True)
+    output_filename = serializers.CharField(allow_null=True)
+    duration_ms = serializers.IntegerField(allow_null=True)
+    error = ErrorInfoSerializer(allow_null=True)
+    submitted_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    updated_at = serializers.DateTimeField()
+    replay_of = serializers.UUIDField(allow_null=True)
+    actions = serializers.ListField(child=serializers.ChoiceField(choices=ACTIONS))
+    links = LinksSerializer()
+
+
+class ExecutionPageSerializer(serializers.Serializer):
+    results = ExecutionSerializer(many=True)
+    next = serializers.CharField(allow_null=True, help_text="URL of the next page, if any")
+
+
+class SubmitFormSerializer(serializers.Serializer):
+    """multipart/form-data: a file and the tool's params as a JSON text."""
+
+    tool = serializers.CharField(max_length=100)
+    params = serializers.CharField(
+        required=False, allow_blank=True, help_text='the params as JSON, e.g. {"angle": 90}'
+    )
+    file = serializers.FileField(required=False, help_text="the input file, if the tool takes one")
+
+
+class SubmitJsonSerializer(serializers.Serializer):
+    """application/json: for tools that take no file."""
+
+    tool = serializers.CharField(max_length=100)
+    params = serializers.DictField(required=False)
+
+
+class ListQuerySerializer(serializers.Serializer):
+    tool = serializers.CharField(required=False, max_length=100)
+    status = serializers.ChoiceField(choices=STATUSES, required=False)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=100, default=20)
+    cursor = serializers.CharField(required=False, max_length=200)
+
+
+class CloudEventSerializer(serializers.Serializer):
+    specversion = serializers.CharField()
+    id = serializers.CharField()
+    source = serializers.CharField()
+    type = serializers.CharField()
+    subject = serializers.CharField(required=False)
+    time = serializers.DateTimeField()
+    datacontenttype = serializers.CharField()
+    data = serializers.DictField()
+    streamversion = serializers.IntegerField()
+    streamposition = serializers.IntegerField()
+    dataschemaversion = serializers.IntegerField()
+    traceparent = serializers.CharField(required=False)
+    correlationid = serializers.CharField(required=False)
+
+
+class FeedQuerySerializer(serializers.Serializer):
+    after = serializers.IntegerField(required=False, min_value=0, default=0, max_value=2**62)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=100)
+    wait = serializers.FloatField(
+        required=False,
+        min_value=0,
+        max_value=30,
+        default=0,
+        help_text="seconds to wait for an event when there is none after `after` (long poll)",
+    )
+
+
+class FeedSerializer(serializers.Serializer):
+    events = CloudEventSerializer(many=True)
+    next_after = serializers.IntegerField(help_text="pass as `after` to read on")
+    head = serializers.IntegerField(help_text="the store's head position when read")

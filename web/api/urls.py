@@ -1,0 +1,28 @@
+"""``/api/v1/`` routes, the OpenAPI schema at ``/api/schema/`` and Swagger UI at ``/api/docs/``
+(its files served from the project by drf-spectacular-sidecar: no CDN)."""
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from web.api import views
+
+EXECUTION = "executions/<str:id>/"
+
+v1 = [
+    path("tools/", views.ToolList.as_view(), name="api-tool-list"),
+    path("tools/<str:slug>/", views.ToolDetail.as_view(), name="api-tool-detail"),
+    path("executions/", views.ExecutionList.as_view(), name="api-execution-list"),
+    path(EXECUTION, views.ExecutionDetail.as_view(), name="api-execution-detail"),
+    path(f"{EXECUTION}events/", views.ExecutionEvents.as_view(), name="api-execution-events"),
+    path(f"{EXECUTION}download/", views.ExecutionDownload.as_view(), name="api-execution-download"),
+    path(f"{EXECUTION}cancel/", views.ExecutionCancel.as_view(), name="api-execution-cancel"),
+    path(f"{EXECUTION}retry/", views.ExecutionRetry.as_view(), name="api-execution-retry"),
+    path(f"{EXECUTION}replay/", views.ExecutionReplay.as_view(), name="api-execution-replay"),
+    path("events/", views.EventFeed.as_view(), name="api-event-feed"),
+]
+
+urlpatterns = [
+    path("v1/", include(v1)),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]

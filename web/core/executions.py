@@ -1,0 +1,455 @@
+"""What a signed-in user can do with executions, shared by the REST API and the UI.
+
+Each function takes the acting user, checks that the execution is theirs (another user's is
+"not found", never "forbidden": its existence is not revealed), calls one service and returns the
+execution as plain data. Status comes from the status projection; an execution the projector has
+not reached yet (just submitted, just cancelled) is folded from its own stream with the same
+code, so a client always reads its own writes. Errors are ``Problem``s with a stable ``code``,
+which the API renders as problem+json and the UI as a page.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from django.core.files.uploadedfile import UploadedFile
+from django.urls import reverse
+
+from events.envelope import execution_stream
+from projections import history, status as status_model
+from projections.status import ExecutionStatus
+from services.blobs.store import BlobNotFound, StorageUnavailable
+from services.executions.commands import Cancel, Expire, Retry
+from services.executions.decider import DomainError, ExecutionExists, Status
+from services.executions.service import ExecutionService, Trace
+from services.tools.registry import UnknownTool
+from services.tools.runner import ToolRunner
+from services.tools.submissions import (
+    SubmissionRefused,
+    Upload,
+    replay as replay_execution,
+    submit as submit_execution,
+)
+from web import bootstrap
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("submitted", "uploaded", "processing", "retrying", "completed", "failed")
+STATUSES += ("cancelled", "expired")
+FINISHED = frozenset({"completed", "failed", "cancelled", "expired"})
+# A namespace for execution ids derived from (owner, Idempotency-Key): a retried submit with the
+# same key names the same execution, so the event store itself refuses a second one.
+IDEMPOTENCY_NAMESPACE = UUID("6f1d9a4e-1f5c-4b8e-9a57-2d0c1e7b3a11")
+MAX_IDEMPOTENCY_KEY = 255
+
+
+class Problem(Exception):
+    """An error a user can act on: an HTTP status, a stable ``code`` and a sentence."""
+
+    def __init__(self, code: str, detail: str, status: int = 400, **extra: Any) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.status = status
+        self.extra = extra
+
+
+def owner_of(user: Any) -> str:
+    """The ``owner`` recorded in an execution's events for a Django user."""
+    return str(user.pk)
+
+
+def _not_found(execution_id: UUID | str) -> Problem:
+    return Problem("execution_not_found", f"there is no execution {execution_id}", 404)
+
+
+def _service() -> ExecutionService:
+    return bootstrap.execution_service()
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def _tool_name(slug: str) -> str:
+    try:
+        return bootstrap.tool_registry().get(slug).name
+    except LookupError:
+        return slug
+
+
+def represent(row: ExecutionStatus) -> dict[str, Any]:
+    """An execution as the API and the live updates show it."""
+    finished = row.status in FINISHED
+    output_filename = row.output_blob.rsplit("/", 1)[-1] if row.output_blob else None
+    actions = []
+    if row.status in {"submitted", "uploaded", "processing", "retrying"}:
+        actions.append("cancel")
+    if row.status == "failed":
+        actions.append("retry")
+    if row.status != "expired" and (row.input_blob or not row.input_filename):
+        actions.append("replay")
+    if finished and row.status != "expired":
+        actions.append("delete")
+    if row.status == "completed" and output_filename:
+        actions.append("download")
+    api = f"/api/v1/executions/{row.execution_id}/"
+    return {
+        "id": row.execution_id,
+        "tool": row.tool,
+        "tool_name": _tool_name(row.tool),
+        "category": row.category,
+        "mode": row.mode,
+        "status": row.status,
+        "finished": finished,
+        "percent": float(row.percent),
+        "progress_message": row.progress_message,
+        "attempt": row.attempt,
+        "input_filename": row.input_filename,
+        "result": row.result,
+        "output_filename": output_filename,
+        "duration_ms": row.duration_ms,
+        "error": (
+            {
+                "code": row.error_code,
+                "message": row.error_message,
+                "retryable": bool(row.error_retryable),
+            }
+            if row.error_code and row.status == "failed"
+            else None
+        ),
+        "submitted_at": _iso(row.submitted_at),
+        "started_at": _iso(row.started_at),
+        "finished_at": _iso(row.finished_at),
+        "updated_at": _iso(row.updated_at),
+        "replay_of": row.replay_of,
+        "actions": actions,
+        "links": {
+            "self": api,
+            "events": f"{api}events/",
+            "download": f"{api}download/" if "download" in actions else None,
+            "page": reverse("execution-detail", args=[row.execution_id]),
+        },
+    }
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def _projected(execution_id: UUID) -> ExecutionStatus | None:
+    try:
+        return status_model.get(bootstrap.read_models(), str(execution_id))
+    except Exception:  # no read models yet (never migrated): the stream still answers
+        log.debug("status projection unreadable; folding the stream", exc_info=True)
+        return None
+
+
+def _folded(execution_id: UUID) -> ExecutionStatus | None:
+    events = bootstrap.event_store().read_stream(execution_stream(execution_id))
+    return status_model.from_events(events)
+
+
+def _row(user: Any, execution_id: UUID, *, fresh: bool = False) -> ExecutionStatus:
+    """The user's execution: the projection's row, or the stream's when that is newer."""
+    row = None if fresh else _projected(execution_id)
+    if row is None:
+        row = _folded(execution_id)
+    if row is None or row.owner != owner_of(user):
+        raise _not_found(execution_id)
+    return row
+
+
+def get(user: Any, execution_id: UUID) -> dict[str, Any]:
+    return represent(_row(user, execution_id))
+
+
+def status_row(user: Any, execution_id: UUID) -> ExecutionStatus:
+    """The raw status row (the UI's execution page)."""
+    return _row(user, execution_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    results: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def listing(
+    user: Any,
+    *,
+    tool: str | None = None,
+    status: str | None = None,
+    limit: int = 20,
+    cursor: str | None = None,
+) -> Page:
+    """The user's executions, newest first, a page at a time (keyset: stable under inserts)."""
+    db = bootstrap.read_models()
+    where = ["owner = ?"]
+    params: list[Any] = [owner_of(user)]
+    if tool:
+        where.append("tool = ?")
+        params.append(tool)
+    if status:
+        where.append("status = ?")
+        params.append(status)
+    if cursor:
+        submitted_at, execution_id = _decode_cursor(cursor)
+        where.append("(submitted_at < ? OR (submitted_at = ? AND execution_id > ?))")
+        params += [submitted_at, submitted_at, execution_id]
+    table = status_model.LIVE + history.TABLE
+    rows = db.execute(
+        f"SELECT execution_id, submitted_at FROM {table} WHERE {' AND '.join(where)} "
+        "ORDER BY submitted_at DESC, execution_id LIMIT ?",
+        (*params, limit + 1),
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    ids = [r[0] for r in rows]
+    found = {
+        r[0]: ExecutionStatus(*r)
+        for r in db.select_in(
+            f"SELECT {', '.join(status_model.COLUMNS)} FROM "
+            f"{status_model.LIVE}{status_model.TABLE} WHERE {{in_}}",
+            "execution_id",
+            ids,
+        )
+    }
+    results = [represent(found[i]) for i in ids if i in found]
+    next_cursor = _encode_cursor(rows[-1][1], rows[-1][0]) if more and rows else None
+    return Page(results, next_cursor)
+
+
+def recent(user: Any, tool: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
+    return listing(user, tool=tool, limit=limit).results
+
+
+def _encode_cursor(submitted_at: datetime, execution_id: str) -> str:
+    return f"{_iso(submitted_at)}~{execution_id}"
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        when, execution_id = cursor.split("~", 1)
+        UUID(execution_id)
+        return datetime.fromisoformat(when.replace("Z", "+00:00")), execution_id
+    except ValueError:
+        raise Problem("invalid_cursor", "the cursor is not one this API gave out") from None
+
+
+def timeline(user: Any, execution_id: UUID) -> list[dict[str, Any]]:
+    """The execution's audit stream, as CloudEvents."""
+    events = bootstrap.event_store().read_stream(execution_stream(execution_id))
+    row = status_model.from_events(events)
+    if row is None or row.owner != owner_of(user):
+        raise _not_found(execution_id)
+    return [event.to_cloudevent() for event in events]
+
+
+def params_of(user: Any, execution_id: UUID) -> dict[str, Any]:
+    state, _ = _service().load(execution_id)
+    if state.status is Status.NEW or state.owner != owner_of(user):
+        raise _not_found(execution_id)
+    return dict(state.params or {})
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+def _refused(exc: SubmissionRefused) -> Problem:
+    return Problem(exc.code, str(exc), exc.status)
+
+
+def _domain(exc: DomainError) -> Problem:
+    return Problem(exc.code, str(exc), 409)
+
+
+def _run_sync(execution_id: UUID, trace: Trace | None = None) -> None:
+    """Run a sync tool's waiting execution here, in the request, as its caller expects."""
+    runner = ToolRunner(
+        _service(), bootstrap.blob_store(), bootstrap.tool_registry(), worker_id="web"
+    )
+    runner.run(execution_id, trace)
+
+
+def idempotent_id(user: Any, key: str) -> UUID:
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise Problem(
+            "invalid_idempotency_key",
+            f"an Idempotency-Key is 1 to {MAX_IDEMPOTENCY_KEY} printable characters",
+        )
+    return uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{owner_of(user)}\n{key}")
+
+
+def submit(
+    user: Any,
+    tool: str,
+    params: dict[str, Any],
+    upload: UploadedFile | None,
+    idempotency_key: str | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Submit an execution; a sync tool's has run when this returns. ``(execution, created)``.
+
+    With an ``idempotency_key``, a repeat of a submit that was accepted returns that execution
+    (``created`` False) and stores nothing; the same key with another tool is refused.
+    """
+    execution_id = idempotent_id(user, idempotency_key) if idempotency_key is not None else None
+    if execution_id is not None:
+        existing = _folded(execution_id)
+        if existing is not None:
+            return _repeat(user, existing, tool), False
+    try:
+        execution_id = submit_execution(
+            _service(),
+            bootstrap.tool_registry(),
+            bootstrap.blob_store(),
+            tool=tool,
+            owner=owner_of(user),
+            params=params,
+            upload=(
+                Upload(upload.name or "upload", upload.chunks(), upload.size)
+                if upload is not None
+                else None
+            ),
+            execution_id=execution_id,
+        )
+    except SubmissionRefused as exc:
+        if exc.code == "execution_exists" and execution_id is not None:
+            # Two requests with one key raced; the other one won. Its execution is the answer.
+            row = _folded(execution_id)
+            if row is not None:
+                return _repeat(user, row, tool), False
+        raise _refused(exc) from None
+    except StorageUnavailable as exc:
+        raise Problem("storage_unavailable", str(exc), 503) from None
+    if bootstrap.tool_registry().get(tool).mode == "sync":
+        _run_sync(execution_id)
+    return represent(_row(user, execution_id, fresh=True)), True
+
+
+def _repeat(user: Any, row: ExecutionStatus, tool: str) -> dict[str, Any]:
+    if row.owner != owner_of(user) or row.tool != tool:
+        raise Problem(
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for another request; use a new key",
+            422,
+        )
+    return represent(row)
+
+
+def cancel(user: Any, execution_id: UUID, reason: str = "cancelled by its owner") -> dict[str, Any]:
+    _row(user, execution_id, fresh=True)
+    try:
+        _service().handle(execution_id, Cancel(reason=reason), Trace(causation_id="api:cancel"))
+    except DomainError as exc:
+        raise _domain(exc) from None
+    return represent(_row(user, execution_id, fresh=True))
+
+
+def retry(user: Any, execution_id: UUID) -> dict[str, Any]:
+    row = _row(user, execution_id, fresh=True)
+    try:
+        tool = bootstrap.tool_registry().get(row.tool)
+    except UnknownTool:
+        raise Problem("unknown_tool", f"there is no tool {row.tool!r} any more", 409) from None
+    # An owner's retry is a new attempt on top of the ones the tool allows automatically.
+    command = Retry(max_attempts=row.attempt + 1, by_owner=True)
+    try:
+        _service().handle(execution_id, command, Trace(causation_id="api:retry"))
+    except DomainError as exc:
+        raise _domain(exc) from None
+    if tool.mode == "sync":
+        _run_sync(execution_id)
+    return represent(_row(user, execution_id, fresh=True))
+
+
+def replay(user: Any, execution_id: UUID) -> dict[str, Any]:
+    """Run the execution again as a new one (same tool, parameters and a copy of its input)."""
+    _row(user, execution_id, fresh=True)
+    try:
+        new_id = replay_execution(_service(), bootstrap.blob_store(), execution_id)
+    except SubmissionRefused as exc:
+        raise _refused(exc) from None
+    except DomainError as exc:
+        raise _domain(exc) from None
+    state, _ = _service().load(new_id)
+    if state.mode == "sync":
+        _run_sync(new_id)
+    return represent(_row(user, new_id, fresh=True))
+
+
+def delete(user: Any, execution_id: UUID) -> dict[str, Any]:
+    """Remove the execution's files now (``Expired``); its stream, the audit trail, stays."""
+    _row(user, execution_id, fresh=True)
+    service = _service()
+    state, version = service.load(execution_id)
+    if state.status not in {Status.COMPLETED, Status.FAILED, Status.CANCELLED}:
+        raise Problem(
+            "execution_not_finished" if state.status is not Status.EXPIRED else "already_expired",
+            f"execution {execution_id} is {state.status.value}: "
+            + (
+                "its files are already gone"
+                if state.status is Status.EXPIRED
+                else "cancel it first, or wait for it to finish"
+            ),
+            409,
+        )
+    blobs = bootstrap.blob_store()
+    refs = tuple(ref for ref in (state.upload, state.output) if ref is not None)
+    try:
+        for ref in refs:
+            blobs.delete(ref.container, ref.name)
+    except StorageUnavailable as exc:
+        raise Problem("storage_unavailable", str(exc), 503) from None
+    try:
+        service.handle(
+            execution_id,
+            Expire(blobs_removed=refs),
+            Trace(causation_id="api:delete"),
+            known=(state, version),
+        )
+    except (DomainError, ExecutionExists) as exc:
+        raise _domain(exc) from None
+    return represent(_row(user, execution_id, fresh=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    filename: str
+    content_type: str
+    size: int
+    chunks: Iterator[bytes]
+
+
+def download(user: Any, execution_id: UUID) -> Download:
+    _row(user, execution_id)
+    state, _ = _service().load(execution_id)
+    if state.status is Status.EXPIRED:
+        raise Problem("output_expired", "the output was removed (deleted or past retention)", 410)
+    if state.status is not Status.COMPLETED or state.output is None:
+        raise Problem(
+            "no_output",
+            f"execution {execution_id} has no file to download"
+            + (" (its result is inline)" if state.result is not None else ""),
+            409,
+        )
+    ref = state.output
+    try:
+        chunks = bootstrap.blob_store().get(ref.container, ref.name)
+        first = next(chunks, b"")  # opens the blob now: a missing one is an error, not a 200
+    except BlobNotFound:
+        raise Problem("output_expired", "the output file is gone", 410) from None
+    except StorageUnavailable as exc:
+        raise Problem("storage_unavailable", str(exc), 503) from None
+
+    def all_chunks() -> Iterator[bytes]:
+        if first:
+            yield first
+        yield from chunks
+
+    return Download(ref.name.rsplit("/", 1)[-1], ref.content_type, ref.size, all_chunks())
