@@ -19,7 +19,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from tests.web.api.conftest import Deployment
+from tests.web.deployment import Deployment
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -9,7 +9,8 @@ import json
 from PIL import Image
 from rest_framework.test import APIClient
 
-from tests.web.api.conftest import Deployment, png
+from tests.web.api.conftest import png
+from tests.web.deployment import Deployment
 
 PROBLEM = "application/problem+json"
 

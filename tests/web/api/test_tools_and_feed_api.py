@@ -9,8 +9,9 @@ import time
 from rest_framework.test import APIClient
 
 from services.tools.submissions import submit
-from tests.web.api.conftest import Deployment, client_for
+from tests.web.api.conftest import client_for
 from tests.web.api.test_executions_api import assert_problem, encode
+from tests.web.deployment import Deployment
 from web import bootstrap
 
 
