@@ -75,7 +75,10 @@ class SQLiteEventStore:
         self.path = str(path)
         self.catalog = catalog
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        # Every open connection, by the thread that opened it: close() closes them all, and a
+        # new connection first closes those of threads that have ended (a server may run each
+        # request in a new thread; their connections would otherwise stay open).
+        self._all: dict[threading.Thread, sqlite3.Connection] = {}
         self._lock = threading.Lock()
         self._appended = AppendSignal()
         self._poll_interval = poll_interval
@@ -100,7 +103,9 @@ class SQLiteEventStore:
             conn.execute("PRAGMA busy_timeout=30000")
             self._local.conn = conn
             with self._lock:
-                self._all.append(conn)
+                for thread in [t for t in self._all if not t.is_alive()]:
+                    self._all.pop(thread).close()
+                self._all[threading.current_thread()] = conn
         return conn
 
     def setup(self) -> None:
@@ -108,7 +113,7 @@ class SQLiteEventStore:
 
     def close(self) -> None:
         with self._lock:
-            for conn in self._all:
+            for conn in self._all.values():
                 conn.close()
             self._all.clear()
         self._local = threading.local()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
+from pathlib import Path
 
 import pytest
 
@@ -34,3 +37,21 @@ def test_two_store_objects_on_one_file_share_streams_and_conflicts(tmp_path) -> 
     assert [e.version for e in a.read_stream(stream)] == [0, 1, 2, 3]
     assert b.wait_for(0, timeout=0.1)
     assert a.verify_all().ok
+
+
+def test_connections_of_ended_threads_are_closed(tmp_path: Path) -> None:
+    """A web server may run each request in a new thread: the store must not keep a file
+    descriptor open for every thread it ever served."""
+    store = SQLiteEventStore(tmp_path / "events.sqlite3")
+    store.setup()
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_fds()
+    for _ in range(100):
+        request = threading.Thread(target=store.head_position)
+        request.start()
+        request.join()
+    assert open_fds() - before < 10  # one or two threads' worth, not a hundred
+    store.close()
