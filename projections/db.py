@@ -22,7 +22,7 @@ from typing import Any, Literal
 import psycopg
 
 from events.postgres_store import split_url
-from events.sqlite_store import sqlite_path
+from events.sqlite_store import sqlite_path, writer_lock
 
 Dialect = Literal["sqlite", "postgresql"]
 
@@ -212,14 +212,16 @@ class Database:
         self._in_transaction = True
         try:
             if self.dialect == "sqlite":
-                # IMMEDIATE: take the write lock now, so two projectors serialise at BEGIN.
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
+                # IMMEDIATE: take the write lock now, so two projectors serialise at BEGIN; the
+                # process's lock first, so this process's writers take turns without sleeping.
+                with writer_lock(self.path):
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield self
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
+                    conn.execute("COMMIT")
             else:
                 with conn.transaction():
                     yield self

@@ -1,25 +1,61 @@
 """The ASGI application (``uvicorn web.asgi:application``); what ``make run`` serves.
 
+Two ways into Django, chosen per request. Ordinary requests (pages, API calls with small bodies)
+run Django's WSGI handler in a fixed pool of threads (a2wsgi): the whole request is one trip
+through the middleware on a thread that keeps its database connections, about a quarter of the
+CPU that Django's ASGI handler spends hopping between the event loop and threads for each sync
+middleware. Requests that stream or wait go to Django's ASGI handler, where they hold no pool
+thread: live updates (SSE), downloads, the feed's long poll, and uploads over 1 MB (the ASGI
+handler spools the body to disk before the view runs, so a slow client holds no thread).
+
 With ``FUNCTIONS_IN_PROCESS`` (the local default) the same process runs the projector and the
 local Functions host, started on the server's lifespan startup (``web.runtime``).
 """
 
 import os
+import re
 import warnings
 
 from django.core.asgi import get_asgi_application
+from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "web.settings")
 
-django_application = get_asgi_application()
+django_asgi = get_asgi_application()
+
+from a2wsgi import WSGIMiddleware  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+from web.runtime import with_background  # noqa: E402 - needs Django set up first
+
+django_wsgi = WSGIMiddleware(get_wsgi_application(), workers=settings.WEB_THREADS)
+
+SMALL_BODY = 1024 * 1024
+STREAMING = re.compile(r"^/(live/|api/v1/events/|api/v1/executions/[^/]+/download/)")
 
 # WhiteNoise hands Django static files as sync iterators, which Django reads whole before sending
-# under ASGI, and says so for every file. Our files are small; downloads of results use an async
-# iterator (web.api.views) and never trigger this.
+# under ASGI, and says so for every file. Our files are small, and downloads of results use an
+# async iterator (web.api.views).
 warnings.filterwarnings(
     "ignore", message="StreamingHttpResponse must consume synchronous iterators", category=Warning
 )
 
-from web.runtime import with_background  # noqa: E402 - needs Django set up first
+
+def streams(scope: dict) -> bool:
+    """Does this request stream or wait (ASGI), or is it an ordinary one (the thread pool)?"""
+    if STREAMING.match(scope["path"]):
+        return True
+    if scope["method"] in {"GET", "HEAD", "OPTIONS", "DELETE"}:
+        return False
+    length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+    return length is None or not length.isdigit() or int(length) > SMALL_BODY
+
+
+async def django_application(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+    if scope["type"] == "http" and not streams(scope):
+        await django_wsgi(scope, receive, send)
+    else:
+        await django_asgi(scope, receive, send)
+
 
 application = with_background(django_application)

@@ -3,8 +3,9 @@
 | variable | default |
 |---|---|
 | ``MAGICTOOLBOX_DEPLOYMENT`` | ``local``; the CloudEvents source is ``/magictoolbox/<name>`` |
-| ``DEBUG`` | on for the ``local`` deployment, off elsewhere |
-| ``SECRET_KEY`` | an insecure development key, only when ``DEBUG`` is on; required otherwise |
+| ``DEBUG`` | off (``DEBUG=1`` shows Django's debug pages while developing) |
+| ``SECRET_KEY`` | for ``local``, a random key made on first start in ``var/secret-key``; |
+|   | required elsewhere |
 | ``ALLOWED_HOSTS`` | ``localhost,127.0.0.1,[::1]`` (comma-separated) |
 | ``DATABASE_URL`` | ``sqlite:///<project root>/var/magictoolbox.sqlite3`` |
 | ``EVENTSTORE_URL`` | ``DATABASE_URL`` (an optional ``?schema=NAME`` picks a PostgreSQL schema) |
@@ -17,6 +18,7 @@
 | ``API_THROTTLE_ANON`` / ``_USER`` / ``_SUBMIT`` | ``60/min`` / ``1200/min`` / ``120/min`` |
 | ``DEMO_ACCOUNT`` | on for the embedded default (``local`` on SQLite): ``magictoolbox run`` |
 |   | with no users yet creates a ``demo`` account and prints its password |
+| ``WEB_THREADS`` | ``16``: threads serving ordinary requests (``web.asgi``) |
 | ``RUN_HOST`` / ``RUN_PORT`` | ``127.0.0.1`` / ``8000``: where ``magictoolbox run`` listens |
 """
 
@@ -61,12 +63,34 @@ def _django_database(url: str) -> dict:
 MAGICTOOLBOX_DEPLOYMENT = os.environ.get("MAGICTOOLBOX_DEPLOYMENT", "local")
 MAGICTOOLBOX_SOURCE = f"/magictoolbox/{MAGICTOOLBOX_DEPLOYMENT}"
 
-DEBUG = _env_bool("DEBUG", default=MAGICTOOLBOX_DEPLOYMENT == "local")
+# Off by default, locally too: a user never sees a traceback, and the API answers an unknown URL
+# with problem+json rather than Django's debug page (DEBUG also records every SQL query).
+DEBUG = _env_bool("DEBUG", default=False)
+
+
+def _local_secret_key() -> str:
+    """The local deployment's own random key, made once and kept in var/ (mode 0600)."""
+    path = VAR_DIR / "secret-key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        import secrets
+
+        key = secrets.token_urlsafe(50)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it just now
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as out:
+            out.write(key)
+        return key
+
+
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
-    SECRET_KEY = "django-insecure-local-development-only"
+    if MAGICTOOLBOX_DEPLOYMENT != "local":
+        raise ImproperlyConfigured("SECRET_KEY must be set outside the local deployment")
+    SECRET_KEY = _local_secret_key()
 ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'magictoolbox.sqlite3'}"
@@ -151,6 +175,8 @@ DEMO_ACCOUNT = _env_bool(
     "DEMO_ACCOUNT",
     default=MAGICTOOLBOX_DEPLOYMENT == "local" and DATABASE_URL.startswith("sqlite:"),
 )
+# Threads that run ordinary requests (web.asgi); streams and long polls do not take one.
+WEB_THREADS = int(os.environ.get("WEB_THREADS", "16"))
 RUN_HOST = os.environ.get("RUN_HOST", "127.0.0.1")
 RUN_PORT = int(os.environ.get("RUN_PORT", "8000"))
 

@@ -58,3 +58,19 @@ def test_healthz_reports_the_head_position(client, configured_store: EventStore)
 
 def test_healthz_answers_get_only(client, configured_store: EventStore) -> None:
     assert client.post("/healthz").status_code == 405
+
+
+def test_outside_the_local_deployment_a_secret_key_is_required() -> None:
+    refused = run_cli("check", MAGICTOOLBOX_DEPLOYMENT="production", SECRET_KEY="")
+    assert refused.returncode != 0
+    assert "SECRET_KEY must be set outside the local deployment" in refused.stderr
+
+
+def test_locally_the_secret_key_is_made_once_and_kept() -> None:
+    show = "from django.conf import settings; print(settings.SECRET_KEY, settings.DEBUG)"
+    first = run_cli("shell", "-c", show, SECRET_KEY="")
+    second = run_cli("shell", "-c", show, SECRET_KEY="")
+    assert first.returncode == 0, first.stderr
+    key, debug = first.stdout.splitlines()[-1].split()
+    assert len(key) >= 50 and "insecure" not in key and debug == "False"
+    assert second.stdout.splitlines()[-1] == first.stdout.splitlines()[-1]

@@ -388,3 +388,21 @@ def test_unsupported_methods_are_problems_too(alice: APIClient) -> None:
     response = alice.put("/api/v1/executions/", {}, format="json")
     assert_problem(response, 405, "method_not_allowed")
     assert "POST" in response["Allow"]
+
+
+def test_a_revoked_token_stops_working_at_once(alice: APIClient) -> None:
+    from rest_framework.authtoken.models import Token
+
+    assert alice.get("/api/v1/executions/").status_code == 200  # now remembered
+    Token.objects.all().delete()
+    assert_problem(alice.get("/api/v1/executions/"), 401, "authentication_failed")
+
+
+def test_a_deactivated_user_is_refused_at_once(alice: APIClient) -> None:
+    from django.contrib.auth.models import User
+
+    assert alice.get("/api/v1/executions/").status_code == 200
+    User.objects.filter(username="alice").update(is_active=False)  # no signal: an UPDATE
+    user = User.objects.get(username="alice")
+    user.save()  # as the admin does it
+    assert_problem(alice.get("/api/v1/executions/"), 401, "authentication_failed")
