@@ -1,7 +1,8 @@
 """``python -m tests.bench [--quick]``: the event store against a plain table and eventsourcing.
 
 Measures and prints events/s on PostgreSQL and on SQLite, then projections, then the async
-pipeline beside a Celery + Redis baseline; targets are printed beside the figures, never asserted.
+pipeline beside a Celery + Redis baseline, then the REST API under load from concurrent clients;
+targets are printed beside the figures, never asserted.
 Each run works in fresh schemas and files and removes them at the end, error or not. Progress goes
 to stderr, the table to stdout.
 """
@@ -12,7 +13,10 @@ import argparse
 import os
 import platform
 import sys
+from dataclasses import replace
 
+from tests.bench.api_load import FULL_API_PLAN, QUICK_API_PLAN, ApiPlan, measure_api
+from tests.bench.api_report import render as render_api
 from tests.bench.backends import run_postgres, run_sqlite
 from tests.bench.pipeline_bench import FULL_PLAN, QUICK_PLAN, measure_pipeline
 from tests.bench.pipeline_report import render as render_pipeline
@@ -45,11 +49,27 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the async pipeline section alone (no store or projection sections)",
     )
+    parser.add_argument("--skip-api", action="store_true")
+    parser.add_argument(
+        "--only-api",
+        action="store_true",
+        help="the API load section alone (with --only-pipeline: those two sections)",
+    )
+    parser.add_argument(
+        "--api-clients",
+        type=lambda text: tuple(int(n) for n in text.split(",")),
+        help="concurrent clients of the API rows, comma-separated (default: 50,200)",
+    )
+    parser.add_argument("--api-duration", type=float, help="timed seconds of each API row")
+    parser.add_argument("--api-warmup", type=float, help="warm-up seconds before each API row")
     args = parser.parse_args(argv)
     budget = QUICK if args.quick else FULL
     plan = QUICK_PLAN if args.quick else FULL_PLAN
-    if args.only_pipeline:
-        print(render_pipeline(measure_pipeline(args.pg_url, plan, progress), plan), flush=True)
+    if args.only_pipeline or args.only_api:
+        if args.only_pipeline:
+            print(render_pipeline(measure_pipeline(args.pg_url, plan, progress), plan), flush=True)
+        if args.only_api:
+            print(render_api(measure_api(_api_plan(args), progress)), flush=True)
         return 0
 
     print(
@@ -79,7 +99,15 @@ def main(argv: list[str] | None = None) -> int:
         print(run_projections(args.pg_url, args.quick, progress), flush=True)
     if not args.skip_postgres and not args.skip_pipeline:
         print(render_pipeline(measure_pipeline(args.pg_url, plan, progress), plan), flush=True)
+    if not args.skip_api:
+        print(render_api(measure_api(_api_plan(args), progress)), flush=True)
     return 0
+
+
+def _api_plan(args: argparse.Namespace) -> ApiPlan:
+    plan = QUICK_API_PLAN if args.quick else FULL_API_PLAN
+    given = {"clients": args.api_clients, "duration": args.api_duration, "warmup": args.api_warmup}
+    return replace(plan, **{k: v for k, v in given.items() if v is not None})
 
 
 if __name__ == "__main__":

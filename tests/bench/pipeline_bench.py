@@ -140,7 +140,7 @@ class MachineLoad:
     settled_after: float = 0.0  # seconds waited for the previous section's work to die down
 
 
-def _cpu_times() -> list[int] | None:
+def cpu_times() -> list[int] | None:
     try:
         with open("/proc/stat") as stat:
             return [int(v) for v in stat.readline().split()[1:]]
@@ -149,9 +149,9 @@ def _cpu_times() -> list[int] | None:
 
 
 def _idle_percent(seconds: float = 1.0) -> float | None:
-    before = _cpu_times()
+    before = cpu_times()
     time.sleep(seconds)
-    after = _cpu_times()
+    after = cpu_times()
     if not before or not after or len(after) < 5:
         return None
     delta = [b - a for a, b in zip(before, after, strict=False)]
@@ -169,8 +169,8 @@ def settle(limit: float = 30.0, idle: float = 85.0) -> tuple[float | None, float
     return sample, time.monotonic() - started
 
 
-def _machine_load(load_before: float, cpu_before: list[int] | None) -> MachineLoad:
-    cpu_after = _cpu_times()
+def machine_load(load_before: float, cpu_before: list[int] | None) -> MachineLoad:
+    cpu_after = cpu_times()
     steal = None
     if cpu_before and cpu_after and len(cpu_after) > 7:
         delta = [b - a for a, b in zip(cpu_before, cpu_after, strict=False)]
@@ -347,7 +347,7 @@ def measure_pipeline(
     figures = PipelineFigures()
     progress("pipeline: waiting for the CPUs to settle")
     idle, waited = settle()
-    load_before, cpu_before = os.getloadavg()[0], _cpu_times()
+    load_before, cpu_before = os.getloadavg()[0], cpu_times()
     with ExitStack() as stack:
         celery = CelerySide(stack, progress)
         schemas = stack.enter_context(PostgresSchemas(url))
@@ -376,7 +376,7 @@ def measure_pipeline(
             figures.celery_latency, figures.celery_burst = Latency(tuple(theirs)), celery_burst
         figures.celery_skipped = celery.skipped
     figures.machine = replace(
-        _machine_load(load_before, cpu_before), idle_at_start=idle, settled_after=waited
+        machine_load(load_before, cpu_before), idle_at_start=idle, settled_after=waited
     )
     progress(f"pipeline: memory while streaming a {plan.upload_mb} MB upload")
     figures.memory, figures.memory_skipped = upload_memory.measure_in_subprocess(plan.upload_mb)
