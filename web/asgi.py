@@ -8,6 +8,9 @@ middleware. Requests that stream or wait go to Django's ASGI handler, where they
 thread: live updates (SSE), downloads, the feed's long poll, and uploads over 1 MB (the ASGI
 handler spools the body to disk before the view runs, so a slow client holds no thread).
 
+In front of both, ``web.api.fastpath`` answers the most frequent request, a client polling an
+execution's status with its token, when it can answer exactly as Django would.
+
 With ``FUNCTIONS_IN_PROCESS`` (the local default) the same process runs the projector and the
 local Functions host, started on the server's lifespan startup (``web.runtime``).
 """
@@ -26,7 +29,8 @@ django_asgi = get_asgi_application()
 from a2wsgi import WSGIMiddleware  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from web.runtime import with_background  # noqa: E402 - needs Django set up first
+from web.api.fastpath import with_fast_status  # noqa: E402 - needs Django set up first
+from web.runtime import with_background  # noqa: E402
 
 django_wsgi = WSGIMiddleware(get_wsgi_application(), workers=settings.WEB_THREADS)
 
@@ -58,4 +62,4 @@ async def django_application(scope, receive, send) -> None:  # type: ignore[no-u
         await django_asgi(scope, receive, send)
 
 
-application = with_background(django_application)
+application = with_background(with_fast_status(django_application))

@@ -161,7 +161,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = VAR_DIR / "static"  # `collectstatic` writes here; WhiteNoise needs it to exist
+STATIC_ROOT.mkdir(exist_ok=True)
 # WhiteNoise serves the apps' static files straight from their folders: no collectstatic step,
 # with DEBUG on or off.
 WHITENOISE_USE_FINDERS = True

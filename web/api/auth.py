@@ -33,6 +33,15 @@ post_save.connect(forget_tokens, sender=Token, dispatch_uid="api.forget_tokens.t
 post_save.connect(forget_tokens, sender=get_user_model(), dispatch_uid="api.forget_tokens.user")
 
 
+def remembered_user(key: str) -> Any | None:
+    """The active user of a token this process checked in the last ``TOKEN_CACHE_SECONDS``."""
+    with _lock:
+        found = _remembered.get(key)
+    if found is None or found[2] <= time.monotonic():
+        return None
+    return found[0]
+
+
 class TokenAuthentication(authentication.TokenAuthentication):
     keyword = "Token"
 

@@ -17,6 +17,30 @@ from django.core.cache import cache as default_cache
 from rest_framework import throttling
 
 
+def count(cache: Any, key: str, duration: int, now: float) -> tuple[int, float]:
+    """Count one request under ``key`` in the current window: (count so far, window end)."""
+    window = int(now // duration)
+    key = f"{key}:{window}"
+    # add() is a no-op when the key exists; incr() is atomic in LocMem and Redis caches.
+    cache.add(key, 0, timeout=duration + 1)
+    try:
+        counted = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 1, timeout=duration + 1)
+        counted = 1
+    return counted, (window + 1) * duration
+
+
+def user_allowed(user: Any) -> bool:
+    """Would ``UserThrottle`` let this user's request through? Counts it, as the throttle does."""
+    rate = settings.API_THROTTLE_RATES.get(UserThrottle.scope)
+    if rate is None:
+        return True
+    limit, duration = throttling.SimpleRateThrottle.parse_rate(None, rate)  # type: ignore[arg-type]
+    key = UserThrottle.cache_format % {"scope": UserThrottle.scope, "ident": user.pk}
+    return count(default_cache, key, duration, time.time())[0] <= limit
+
+
 class _WindowCounter:
     scope: str
     cache = default_cache
@@ -33,19 +57,9 @@ class _WindowCounter:
         key = self.get_cache_key(request, view)  # type: ignore[attr-defined]
         if key is None:
             return True
-        now = self.timer()
-        window = int(now // self.duration)
-        self.window_end = (window + 1) * self.duration
-        key = f"{key}:{window}"
-        # add() is a no-op when the key exists; incr() is atomic in LocMem and Redis caches.
-        self.cache.add(key, 0, timeout=self.duration + 1)
-        try:
-            count = self.cache.incr(key)
-        except ValueError:  # expired between add and incr
-            self.cache.add(key, 1, timeout=self.duration + 1)
-            count = 1
-        self.now = now
-        return count <= self.num_requests
+        self.now = self.timer()
+        counted, self.window_end = count(self.cache, key, self.duration, self.now)
+        return counted <= self.num_requests
 
     def wait(self) -> float:
         return max(self.window_end - self.now, 0.001)
