@@ -20,7 +20,6 @@ import os
 import random
 import signal
 import socket
-import ssl
 import subprocess
 import tempfile
 import time
@@ -31,8 +30,7 @@ from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
+from tests.bench.http_client import Answer, Connection
 from tests.bench.pipeline_bench import MachineLoad, Progress, cpu_times, machine_load, settle
 from tests.web.support import ROOT, cli_command, cli_env, run_cli
 
@@ -43,8 +41,6 @@ EXPECTED = base64.b64encode(TEXT.encode()).decode()
 SEED_CLIENTS = 10
 EXAMPLE_CHARS = 400  # of an unexpected answer's body, kept to print
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-# Plain HTTP; one shared context spares every client loading the CA bundle.
-TLS = ssl.create_default_context()
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,14 +202,14 @@ def open_fds(pid: int) -> int:
 # -- one request of each scenario: None when the answer is right, else (kind, body) --------------
 
 Problem = tuple[str, str] | None
-Call = Callable[[httpx.AsyncClient, random.Random], Awaitable[Problem]]
+Call = Callable[[Connection, random.Random], Awaitable[Problem]]
 
 
-def _problem(kind: str, answer: httpx.Response) -> Problem:
+def _problem(kind: str, answer: Answer) -> Problem:
     return kind, f"HTTP {answer.status_code}: {answer.text[:EXAMPLE_CHARS]}"
 
 
-async def submit_once(client: httpx.AsyncClient) -> tuple[Problem, str]:
+async def submit_once(client: Connection) -> tuple[Problem, str]:
     """A sync base64-encode submit: the problem (if any) and the new execution's id."""
     answer = await client.post(
         "/api/v1/executions/", json={"tool": "base64-encode", "params": {"text": TEXT}}
@@ -229,7 +225,7 @@ async def submit_once(client: httpx.AsyncClient) -> tuple[Problem, str]:
 
 
 def status_call(ids: list[str]) -> Call:
-    async def call(client: httpx.AsyncClient, rng: random.Random) -> Problem:
+    async def call(client: Connection, rng: random.Random) -> Problem:
         wanted = rng.choice(ids)
         answer = await client.get(f"/api/v1/executions/{wanted}/")
         if answer.status_code != 200:
@@ -241,22 +237,16 @@ def status_call(ids: list[str]) -> Call:
     return call
 
 
-async def submit_call(client: httpx.AsyncClient, rng: random.Random) -> Problem:
+async def submit_call(client: Connection, rng: random.Random) -> Problem:
     return (await submit_once(client))[0]
 
 
 # -- the load ------------------------------------------------------------------------------------
 
 
-def _client(server: Server, stack: AsyncExitStack) -> Awaitable[httpx.AsyncClient]:
+def _client(server: Server, stack: AsyncExitStack) -> Awaitable[Connection]:
     return stack.enter_async_context(
-        httpx.AsyncClient(
-            base_url=server.url,
-            headers={"Authorization": f"Token {server.token}"},
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-            timeout=60,
-            verify=TLS,
-        )
+        Connection(server.url, {"Authorization": f"Token {server.token}"})
     )
 
 
@@ -280,7 +270,7 @@ class Tally:
 
 
 async def _user(
-    client: httpx.AsyncClient, call: Call, tally: Tally, think: tuple[float, float] | None
+    client: Connection, call: Call, tally: Tally, think: tuple[float, float] | None
 ) -> None:
     rng = random.Random()
     if think is not None:  # users arrive spread out, not all at once
@@ -318,7 +308,7 @@ async def _seed(server: Server, count: int) -> list[str]:
     ids: list[str] = []
     remaining = iter(range(count))
 
-    async def seeder(client: httpx.AsyncClient) -> None:
+    async def seeder(client: Connection) -> None:
         for _ in remaining:
             problem, execution_id = await submit_once(client)
             if problem is not None:

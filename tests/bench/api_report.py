@@ -35,7 +35,7 @@ def render(f: ApiFigures) -> str:
         f"client; {_machine(f)}",
         f"  rate limits raised to {RATE_LIMIT} (user, submit, anon): this measures speed, not "
         "the limiter",
-        "  HTTP/1.1, one keep-alive connection per client (an httpx.AsyncClient each); "
+        "  HTTP/1.1, one keep-alive connection per client (tests/bench/http_client.py, wrk-like); "
         f"{f.seeded} executions seeded\n  by sync submits first ({f.seed_seconds:.1f} s, "
         f"{seed_rate:,.0f}/s from {SEED_CLIENTS} clients); each GET asks for a random one of them",
         f"  each row: {plan.warmup:g} s warm-up, then the requests started in the next "
