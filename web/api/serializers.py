@@ -73,6 +73,7 @@ class ExecutionSerializer(serializers.Serializer):
     finished_at = serializers.DateTimeField(allow_null=True)
     updated_at = serializers.DateTimeField()
     replay_of = serializers.UUIDField(allow_null=True)
+    version = serializers.IntegerField(help_text="its stream's version: orders its states")
     actions = serializers.ListField(child=serializers.ChoiceField(choices=ACTIONS))
     links = LinksSerializer()
 

@@ -129,6 +129,7 @@ def represent(row: ExecutionStatus) -> dict[str, Any]:
         "finished_at": _iso(row.finished_at),
         "updated_at": _iso(row.updated_at),
         "replay_of": row.replay_of,
+        "version": row.stream_version,
         "actions": actions,
         "links": {
             "self": api,

@@ -135,11 +135,14 @@
     return Boolean(execution.finished) || FINISHED.includes(execution.status);
   }
 
-  // An update older than what is shown (SSE and fetch answers can cross) is ignored.
+  // An update older than what is shown (SSE and fetch answers can cross) is ignored. The
+  // execution's stream version orders its states exactly; updated_at is the fallback.
   function isOlder(candidate, shown) {
-    return Boolean(
-      shown && shown.updated_at && candidate.updated_at && candidate.updated_at < shown.updated_at
-    );
+    if (!shown) return false;
+    if (Number.isInteger(candidate.version) && Number.isInteger(shown.version)) {
+      return candidate.version < shown.version;
+    }
+    return Boolean(shown.updated_at && candidate.updated_at && candidate.updated_at < shown.updated_at);
   }
 
   function setStatusClass(element, status) {
@@ -328,6 +331,7 @@
       item.dataset.status = execution.status;
       item.dataset.tool = execution.tool;
       item.dataset.updatedAt = execution.updated_at || "";
+      if (Number.isInteger(execution.version)) item.dataset.version = String(execution.version);
       const link = item.querySelector("[data-field=link]");
       link.href = execution.links.page;
       setText(link, execution.input_filename || `Run ${String(execution.id).slice(0, 8)}`);
@@ -369,7 +373,9 @@
       if (execution.tool !== tool) return;
       let item = find(execution.id);
       if (item) {
-        if (isOlder(execution, { updated_at: item.dataset.updatedAt })) return;
+        const shown = { updated_at: item.dataset.updatedAt };
+        if (item.dataset.version) shown.version = Number(item.dataset.version);
+        if (isOlder(execution, shown)) return;
         fill(item, execution);
         return;
       }
@@ -637,8 +643,18 @@
     const errors = FormErrors(form);
     const runButton = document.getElementById("run-button");
     let tracked = null;
+    // The newest state heard of each run: the stream can report a run finished before the
+    // answer to its own submit arrives, and that older answer must not win.
+    const newest = new Map();
+
+    function remember(execution) {
+      const known = newest.get(execution.id);
+      if (!known || !isOlder(execution, known)) newest.set(execution.id, execution);
+      return newest.get(execution.id);
+    }
 
     function update(execution) {
+      execution = remember(execution);
       if (tracked && execution.id === tracked.id && !isOlder(execution, tracked)) {
         tracked = execution;
         panel.show(execution);
@@ -648,6 +664,7 @@
     }
 
     function track(execution) {
+      execution = remember(execution);
       tracked = execution;
       panel.show(execution);
       history.upsert(execution);
