@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
@@ -108,17 +108,22 @@ class ExecutionService:
     def handle(
         self,
         execution_id: UUID,
-        command: Command,
+        command: Command | Sequence[Command],
         trace: Trace | None = None,
         *,
         known: tuple[ExecutionState, int] | None = None,
     ) -> Outcome:
         """Decide ``command`` against the execution's latest state and append what it yields.
 
+        A sequence of commands is decided in turn, each on the state the previous one leads
+        to, and appended as one batch: all of them happen, or none (one commit instead of one
+        each, e.g. Submit, RecordUpload and a sync run's Start).
+
         ``known`` is a (state, version) the caller already holds (an earlier Outcome, or a new
         stream): the first decision uses it instead of reading the stream. If it is stale the
         append is refused and the service reads and decides again, as for any other conflict.
         """
+        commands = [command] if not isinstance(command, Sequence) else list(command)
         trace = trace or Trace()
         stream = execution_stream(execution_id)
         for _ in range(self.max_conflict_retries + 1):
@@ -128,13 +133,18 @@ class ExecutionService:
             else:
                 state, version = self.load(execution_id)
             try:
-                payloads = decide(command, state)
+                payloads = []
+                decided = state
+                for each in commands:
+                    for payload in decide(each, decided):
+                        payloads.append(payload)
+                        decided = evolve(decided, payload)
             except DomainError:
                 if assumed:  # the caller's state may be stale: decide on the stream's own
                     continue
                 raise  # nothing to write
 
-            subject = _subject(execution_id, command, state)
+            subject = _subject(execution_id, commands[0], state)
             metadata = {
                 "correlationid": trace.correlation_id or str(execution_id),
                 "traceparent": trace.traceparent or new_traceparent(),
@@ -158,10 +168,7 @@ class ExecutionService:
             except WrongExpectedVersion:
                 log.debug("%s: stream moved past %s, deciding again", stream, version)
                 continue
-            after = state
-            for payload in payloads:
-                after = evolve(after, payload)
-            return Outcome(after, result.last_version, tuple(events), result)
+            return Outcome(decided, result.last_version, tuple(events), result)
         raise ConcurrencyConflict(
             f"{stream}: {self.max_conflict_retries + 1} attempts lost the race to other writers"
         )

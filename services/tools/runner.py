@@ -24,7 +24,7 @@ from events.catalog import BlobRef
 from services.blobs.store import BlobError, BlobStore
 from services.executions.commands import Command, Complete, Fail, ReportProgress, Start
 from services.executions.decider import WAITING, DomainError, ExecutionState, Status
-from services.executions.service import DEFAULT_TIMEOUT, ExecutionService, Outcome, Trace
+from services.executions.service import DEFAULT_TIMEOUT, ExecutionService, Trace
 from services.tools.base import (
     MAX_INLINE_RESULT,
     BaseTool,
@@ -75,14 +75,23 @@ class ToolRunner:
         self.temp_root = temp_root
 
     def run(
-        self, execution_id: UUID, trace: Trace | None = None, *, async_only: bool = False
+        self,
+        execution_id: UUID,
+        trace: Trace | None = None,
+        *,
+        async_only: bool = False,
+        started_here: bool = False,
     ) -> RunReport:
         """Take the execution's next attempt if it is waiting for one; otherwise do nothing.
 
         ``async_only`` leaves sync executions alone (their request runs them inline).
+        ``started_here``: the caller recorded the attempt as started by this runner's worker id
+        (``submit(start_as=...)``); the runner runs that attempt instead of taking a new one.
         """
         trace = trace or Trace()
         state, version = self.service.load(execution_id)
+        if started_here:
+            return self._run_started(execution_id, state, version, trace)
         if async_only and state.mode == "sync":
             return RunReport(execution_id, "skipped", "a sync execution runs in its request")
         if state.status not in WAITING:
@@ -99,8 +108,20 @@ class ToolRunner:
             started = self.service.handle(execution_id, start, trace, known=(state, version))
         except DomainError as exc:  # another worker took it first, or it was cancelled
             return RunReport(execution_id, "skipped", str(exc))
-        attempt = _Attempt(self, execution_id, started, trace)
+        attempt = _Attempt(self, execution_id, (started.state, started.version), trace)
         if tool is None:
+            return attempt.fail("unknown_tool", f"there is no tool {state.tool!r}", False)
+        return attempt.execute(tool)
+
+    def _run_started(
+        self, execution_id: UUID, state: ExecutionState, version: int, trace: Trace
+    ) -> RunReport:
+        if state.status is not Status.PROCESSING or state.worker_id != self.worker_id:
+            return RunReport(execution_id, "skipped", f"the execution is {state.status.value}")
+        attempt = _Attempt(self, execution_id, (state, version), trace)
+        try:
+            tool = self.registry.get(state.tool)
+        except UnknownTool:
             return attempt.fail("unknown_tool", f"there is no tool {state.tool!r}", False)
         return attempt.execute(tool)
 
@@ -109,15 +130,19 @@ class _Attempt:
     """One attempt of one execution: the tool run with its progress, cancellation and output."""
 
     def __init__(
-        self, runner: ToolRunner, execution_id: UUID, started: Outcome, trace: Trace
+        self,
+        runner: ToolRunner,
+        execution_id: UUID,
+        started: tuple[ExecutionState, int],
+        trace: Trace,
     ) -> None:
         self.runner = runner
         self.service = runner.service
         self.execution_id = execution_id
-        self.state = started.state
+        self.state = started[0]
         # The stream as this attempt last wrote or read it: the next command is decided on it
         # without reading the stream again (a stale one costs a re-read, never a wrong event).
-        self.known: tuple[ExecutionState, int] = (started.state, started.version)
+        self.known: tuple[ExecutionState, int] = started
         self.trace = trace
         self._last_progress = 0.0
         self._last_check = time.monotonic()

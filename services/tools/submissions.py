@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from events.catalog import BlobRef, DeclaredInput
 from events.store import NO_STREAM
 from services.blobs.store import BlobStore
-from services.executions.commands import RecordUpload, Submit
+from services.executions.commands import Command, RecordUpload, Start, Submit
 from services.executions.decider import ExecutionExists, Status, initial_state
 from services.executions.service import ExecutionService, Trace
 from services.tools.base import BaseTool
@@ -67,8 +67,14 @@ def submit(
     upload: Upload | None = None,
     execution_id: UUID | None = None,
     trace: Trace | None = None,
+    start_as: str | None = None,
 ) -> UUID:
-    """Accept an execution of ``tool``: its events are appended, its input is stored."""
+    """Accept an execution of ``tool``: its events are appended, its input is stored.
+
+    ``start_as`` (a worker id) records a sync tool's first attempt as started by that worker in
+    the same commit: a request that runs the tool at once then calls ``ToolRunner.run(...,
+    started_here=True)``, one commit fewer than a separate Start.
+    """
     try:
         chosen = registry.get(tool)
     except LookupError as exc:
@@ -110,28 +116,32 @@ def submit(
         params=clean_params,
         input=declared,
     )
-    _record(service, command, blob, trace)
+    start = None
+    if start_as is not None and chosen.mode == "sync":
+        start = Start(worker_id=start_as, now=service.clock(), timeout=chosen.timeout)
+    _record(service, command, blob, trace, start)
     return execution_id
 
 
 def _record(
-    service: ExecutionService, command: Submit, blob: BlobRef | None, trace: Trace | None
+    service: ExecutionService,
+    command: Submit,
+    blob: BlobRef | None,
+    trace: Trace | None,
+    start: Start | None = None,
 ) -> None:
-    """Append Submitted (and Uploaded when there is an input) to the new execution's stream."""
+    """Append Submitted (and Uploaded when there is an input, and Processing when the caller
+    runs it now) to the new execution's stream, in one commit."""
+    commands: list[Command] = [command]
+    if blob is not None:
+        commands.append(RecordUpload(blob=blob))
+    if start is not None:
+        commands.append(start)
     try:
         # A new stream: nothing to read first (if it exists after all, the append says so).
-        submitted = service.handle(
-            command.execution_id, command, trace, known=(initial_state(), NO_STREAM)
-        )
+        service.handle(command.execution_id, commands, trace, known=(initial_state(), NO_STREAM))
     except ExecutionExists as exc:  # another submission with this id won the race just now
         raise SubmissionRefused("execution_exists", str(exc), 409) from None
-    if blob is not None:
-        service.handle(
-            command.execution_id,
-            RecordUpload(blob=blob),
-            trace,
-            known=(submitted.state, submitted.version),
-        )
 
 
 def replay(

@@ -158,6 +158,27 @@ def test_an_illegal_command_appends_nothing(store: EventStore) -> None:
     assert store.head_position() == head
 
 
+def test_a_sequence_of_commands_is_decided_in_turn_and_appended_as_one_batch(
+    store: EventStore,
+) -> None:
+    service = ExecutionService(store)
+    eid = uuid.uuid4()
+    outcome = service.handle(eid, [submit(eid), start()])
+    assert types(service, eid) == ["Submitted", "Processing"]
+    assert outcome.state.status is Status.PROCESSING and outcome.version == 1
+    assert outcome.append.first_position + 1 == outcome.append.last_position  # one append
+
+
+def test_a_sequence_with_an_illegal_command_appends_none_of_it(store: EventStore) -> None:
+    service = ExecutionService(store)
+    eid = running(service)
+    head = store.head_position()
+    with pytest.raises(IllegalTransition, match="Start"):
+        service.handle(eid, [Cancel("stop"), start("worker-2")])
+    assert types(service, eid) == ["Submitted", "Processing"]  # not even the Cancelled
+    assert store.head_position() == head
+
+
 # -- time travel ---------------------------------------------------------------------------------
 
 

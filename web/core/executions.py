@@ -11,6 +11,7 @@ which the API renders as problem+json and the UI as a page.
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -270,12 +271,15 @@ def _domain(exc: DomainError) -> Problem:
     return Problem(exc.code, str(exc), 409)
 
 
-def _run_sync(execution_id: UUID, trace: Trace | None = None) -> None:
-    """Run a sync tool's waiting execution here, in the request, as its caller expects."""
+WEB_WORKER = f"web-{os.getpid()}"  # the worker id of sync runs in this process's requests
+
+
+def _run_sync(execution_id: UUID, *, started_here: bool = False) -> None:
+    """Run a sync tool's execution here, in the request, as its caller expects."""
     runner = ToolRunner(
-        _service(), bootstrap.blob_store(), bootstrap.tool_registry(), worker_id="web"
+        _service(), bootstrap.blob_store(), bootstrap.tool_registry(), worker_id=WEB_WORKER
     )
-    runner.run(execution_id, trace)
+    runner.run(execution_id, started_here=started_here)
 
 
 def idempotent_id(user: Any, key: str) -> UUID:
@@ -318,6 +322,7 @@ def submit(
                 else None
             ),
             execution_id=execution_id,
+            start_as=WEB_WORKER,  # a sync tool's run starts in the submit's own commit
         )
     except SubmissionRefused as exc:
         if exc.code == "execution_exists" and execution_id is not None:
@@ -329,7 +334,7 @@ def submit(
     except StorageUnavailable as exc:
         raise Problem("storage_unavailable", str(exc), 503) from None
     if bootstrap.tool_registry().get(tool).mode == "sync":
-        _run_sync(execution_id)
+        _run_sync(execution_id, started_here=True)
     return represent(_row(user, execution_id, fresh=True)), True
 
 

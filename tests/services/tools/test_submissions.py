@@ -21,6 +21,7 @@ from services.executions.decider import Status
 from services.executions.service import ExecutionService
 from services.tools.base import BaseTool, OutputKind, ToolContext
 from services.tools.registry import ToolRegistry
+from services.tools.runner import ToolRunner
 from services.tools.submissions import SubmissionRefused, Upload, submit
 
 
@@ -197,3 +198,36 @@ def test_a_submission_for_an_existing_execution_leaves_its_input_alone(
     upload = service.load(eid)[0].upload
     assert upload is not None
     assert b"".join(blobs.get(upload.container, upload.name)) == NOTES
+
+
+def test_a_sync_run_can_start_in_the_submissions_own_commit(
+    store: EventStore, service: ExecutionService, registry: ToolRegistry, blobs: LocalBlobStore
+) -> None:
+    eid = submit(service, registry, blobs, tool="test-clock", owner="t", start_as="web-1")
+    recorded = service.history(eid)
+    assert [e.type.rsplit(".", 1)[1] for e in recorded] == ["Submitted", "Processing"]
+    assert recorded[0].time == recorded[1].time  # decided and written together
+    state, _ = service.load(eid)
+    assert (state.status, state.worker_id, state.attempt) == (Status.PROCESSING, "web-1", 1)
+
+    runner = ToolRunner(service, blobs, registry, worker_id="web-1")
+    report = runner.run(eid, started_here=True)
+    assert report.outcome == "completed" and service.load(eid)[0].result == "noon"
+
+
+def test_a_started_run_is_only_continued_by_the_worker_that_started_it(
+    service: ExecutionService, registry: ToolRegistry, blobs: LocalBlobStore
+) -> None:
+    eid = submit(service, registry, blobs, tool="test-clock", owner="t", start_as="web-1")
+    other = ToolRunner(service, blobs, registry, worker_id="web-2")
+    assert other.run(eid, started_here=True).outcome == "skipped"
+    assert service.load(eid)[0].status is Status.PROCESSING
+
+
+def test_an_async_submission_is_never_started_by_its_submitter(
+    service: ExecutionService, registry: ToolRegistry, blobs: LocalBlobStore
+) -> None:
+    eid = submit(
+        service, registry, blobs, tool="test-wrap", owner="t", upload=notes(), start_as="web-1"
+    )
+    assert service.load(eid)[0].status is Status.UPLOADED  # a worker takes it from the queue
