@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 IDLE_TIMEOUT = 1.0  # wait_for returns at least this often, so stop is honoured promptly
 FIRST_BACKOFF = 0.5
+LINGER = 0.005  # under a burst, how long a caught-up projection lets events gather
 MAX_BACKOFF = 60.0
 
 
@@ -60,6 +61,7 @@ class Projector:
         idle_timeout: float = IDLE_TIMEOUT,
         first_backoff: float = FIRST_BACKOFF,
         on_applied: Callable[[str, Sequence[RecordedEvent], Database], None] | None = None,
+        linger: float = LINGER,
     ) -> None:
         self.store = store
         self.db = Database(db_url)
@@ -70,6 +72,7 @@ class Projector:
         # Called after a batch commits (projection name, the batch, the pass's connection):
         # the web process pushes live updates from here. Its failure never fails the pass.
         self.on_applied = on_applied
+        self.linger = linger
         self._lock = threading.Lock()  # one Database connection, used by one thread at a time
         self._failing: dict[str, _Failing] = {}
         self._positions: dict[str, int] = {}
@@ -195,6 +198,11 @@ class Projector:
                     continue
                 if applied >= self.batch_size:
                     continue  # there is more to read right now
+                if applied > 1:
+                    # A burst is arriving: let it gather for a moment, so that one transaction
+                    # applies many events rather than each its own (as the Functions host does).
+                    stop.wait(self.linger)
+                    continue
                 if name not in self._failing:
                     self.store.wait_for(self._positions.get(name, position), self.idle_timeout)
 

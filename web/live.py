@@ -15,8 +15,10 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django_eventstream import send_event
 from django_eventstream.channelmanager import ChannelManagerBase
+from django_eventstream.views import get_listener_manager
 
 from events.envelope import RecordedEvent
 from projections import status as status_model
@@ -38,16 +40,33 @@ def execution_channel(execution_id: str | UUID) -> str:
     return f"{EXECUTION_PREFIX}{execution_id}"
 
 
+def _listening() -> set[str] | None:
+    """The channels someone in this process listens to; None (all) when Redis shares them."""
+    if getattr(settings, "EVENTSTREAM_REDIS", None):
+        return None
+    return set(get_listener_manager().listeners_by_channel)
+
+
 def publish(projection: str, events: Sequence[RecordedEvent], db: Database) -> None:
-    """The projector's ``on_applied``: push what the status projection just committed."""
+    """The projector's ``on_applied``: push what the status projection just committed.
+
+    Nothing is built for channels nobody listens to (most API clients never open a stream).
+    """
     if projection != status_model.PROJECTION.name:
         return
+    listening = _listening()
+    if listening is not None and not listening:
+        return
+
+    def heard(channel: str) -> bool:
+        return listening is None or channel in listening
+
     changed: dict[str, None] = {}
     for e in execution_events(events):
         changed[e.execution_id] = None
-        send_event(execution_channel(e.execution_id), "event", e.event.to_cloudevent())
-    if not changed:
-        return
+        channel = execution_channel(e.execution_id)
+        if heard(channel):
+            send_event(channel, "event", e.event.to_cloudevent())
     rows = db.select_in(
         f"SELECT {', '.join(status_model.COLUMNS)} FROM "
         f"{status_model.LIVE}{status_model.TABLE} WHERE {{in_}}",
@@ -56,9 +75,12 @@ def publish(projection: str, events: Sequence[RecordedEvent], db: Database) -> N
     )
     for row in rows:
         execution = status_model.ExecutionStatus(*row)
-        data = executions.represent(execution)
-        send_event(user_channel(execution.owner), "status", data)
-        send_event(execution_channel(execution.execution_id), "status", data)
+        channels = [user_channel(execution.owner), execution_channel(execution.execution_id)]
+        channels = [c for c in channels if heard(c)]
+        if channels:
+            data = executions.represent(execution)
+            for channel in channels:
+                send_event(channel, "status", data)
 
 
 class ChannelManager(ChannelManagerBase):

@@ -61,15 +61,9 @@ def test_each_change_is_sent_to_its_owner_and_its_execution_only(
     bob = User.objects.create_user("bob", password="pw-bob-123")
     sent: list[tuple[str, str, dict[str, Any]]] = []
     monkeypatch.setattr(live, "send_event", lambda c, t, d: sent.append((c, t, d)))
+    monkeypatch.setattr(live, "_listening", lambda: None)  # every channel heard, as with Redis
     hers, his = run(alice, "a"), run(bob, "b")
-    projector = Projector(
-        deployment.store, bootstrap.settings.DATABASE_URL, on_applied=live.publish
-    )
-    try:
-        while projector.run_once():
-            pass
-    finally:
-        projector.close()
+    project(deployment)
     statuses = {(c, d["id"]) for c, t, d in sent if t == "status"}
     assert statuses == {
         (f"user-{alice.pk}", hers),
@@ -82,6 +76,32 @@ def test_each_change_is_sent_to_its_owner_and_its_execution_only(
             assert channel == f"execution-{data['subject'].rsplit('/', 1)[-1]}"
     last = {d["id"]: d for c, t, d in sent if t == "status"}
     assert last[hers]["status"] == "completed" and last[hers]["result"] == "YQ=="
+
+
+def project(deployment: Deployment) -> None:
+    projector = Projector(
+        deployment.store, bootstrap.settings.DATABASE_URL, on_applied=live.publish
+    )
+    try:
+        while projector.run_once():
+            pass
+    finally:
+        projector.close()
+
+
+def test_nothing_is_built_for_channels_nobody_listens_to(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = User.objects.create_user("alice", password="pw-alice-123")
+    bob = User.objects.create_user("bob", password="pw-bob-123")
+    sent: list[tuple[str, str, dict[str, Any]]] = []
+    monkeypatch.setattr(live, "send_event", lambda c, t, d: sent.append((c, t, d)))
+    listening = {f"user-{alice.pk}"}
+    monkeypatch.setattr(live, "_listening", lambda: listening)
+    hers, _ = run(alice, "a"), run(bob, "b")
+    project(deployment)
+    assert {(c, t) for c, t, d in sent} == {(f"user-{alice.pk}", "status")}
+    assert {d["id"] for c, t, d in sent} == {hers}
 
 
 def read_sse(client: httpx.Client, path: str, into: list[dict[str, Any]], stop: threading.Event):
