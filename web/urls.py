@@ -14,5 +14,7 @@ urlpatterns = [
 ]
 
 # problem+json for API paths, the UI's pages elsewhere.
+handler400 = "web.api.problems.bad_request"
+handler403 = "web.api.problems.permission_denied"
 handler404 = "web.api.problems.not_found"
 handler500 = "web.api.problems.server_error"

@@ -111,6 +111,31 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
     return page_not_found(request, exception)
 
 
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's 400 (e.g. a body over DATA_UPLOAD_MAX_MEMORY_SIZE, a bad Host header)."""
+    if _api_path(request):
+        return JsonResponse(
+            body(400, "bad_request", str(exception) or "the request cannot be read"),
+            status=400,
+            content_type=CONTENT_TYPE,
+        )
+    from django.views.defaults import bad_request as page
+
+    return page(request, exception)
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _api_path(request):
+        return JsonResponse(
+            body(403, "permission_denied", str(exception) or "not allowed"),
+            status=403,
+            content_type=CONTENT_TYPE,
+        )
+    from django.views.defaults import permission_denied as page
+
+    return page(request, exception)
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
     if _api_path(request):
         return JsonResponse(

@@ -406,3 +406,32 @@ def test_a_deactivated_user_is_refused_at_once(alice: APIClient) -> None:
     user = User.objects.get(username="alice")
     user.save()  # as the admin does it
     assert_problem(alice.get("/api/v1/executions/"), 401, "authentication_failed")
+
+
+def test_more_refusals_each_with_its_code(alice: APIClient, deployment: Deployment) -> None:
+    notes = io.BytesIO(b"some notes")
+    notes.name = "notes.txt"
+    unwanted = alice.post(
+        "/api/v1/executions/",
+        {"tool": "base64-encode", "params": json.dumps({"text": "x"}), "file": notes},
+        format="multipart",
+    )
+    assert_problem(unwanted, 400, "no_input_expected")
+    assert_problem(encode(alice, **{"Idempotency-Key": "x" * 300}), 400, "invalid_idempotency_key")
+    huge = alice.post(
+        "/api/v1/executions/",
+        b'{"tool": "base64-encode", "params": {"text": "' + b"a" * (3 * 1024 * 1024) + b'"}}',
+        content_type="application/json",
+    )
+    assert_problem(huge, 400, "bad_request")  # over Django's 2.5 MB for a body without a file
+    assert deployment.store.head_position() == 0
+
+
+def test_replaying_an_execution_whose_files_are_gone_says_so(
+    alice: APIClient, deployment: Deployment
+) -> None:
+    queued = rotate(alice).json()
+    deployment.work(queued["id"])
+    alice.delete(f"/api/v1/executions/{queued['id']}/")
+    replayed = alice.post(f"/api/v1/executions/{queued['id']}/replay/")
+    assert_problem(replayed, 410, "input_expired")
