@@ -80,6 +80,9 @@ def submit(
     except LookupError as exc:
         raise SubmissionRefused("unknown_tool", str(exc), 404) from None
     clean_params = check_params(chosen, params or {})
+    # A caller-chosen id (an idempotency key's) may be submitted twice at once: each upload then
+    # gets a folder of its own, so the one that loses the race cannot overwrite the other's.
+    name_prefix = None if execution_id is None else f"{execution_id}/{uuid4().hex[:8]}"
     if execution_id is None:
         execution_id = uuid4()
     elif service.load(execution_id)[1] != NO_STREAM:
@@ -98,7 +101,7 @@ def submit(
                 upload.filename,
                 upload.source,
                 blobs,
-                name_prefix=str(execution_id),
+                name_prefix=name_prefix or str(execution_id),
                 declared_size=upload.size,
             )
             declared = DeclaredInput(
@@ -119,7 +122,12 @@ def submit(
     start = None
     if start_as is not None and chosen.mode == "sync":
         start = Start(worker_id=start_as, now=service.clock(), timeout=chosen.timeout)
-    _record(service, command, blob, trace, start)
+    try:
+        _record(service, command, blob, trace, start)
+    except BaseException:
+        if blob is not None:  # nothing refers to it: the events were not written
+            blobs.delete(blob.container, blob.name)
+        raise
     return execution_id
 
 

@@ -231,3 +231,27 @@ def test_an_async_submission_is_never_started_by_its_submitter(
         service, registry, blobs, tool="test-wrap", owner="t", upload=notes(), start_as="web-1"
     )
     assert service.load(eid)[0].status is Status.UPLOADED  # a worker takes it from the queue
+
+
+def test_the_loser_of_a_race_for_one_execution_id_leaves_the_winners_input_alone(
+    service: ExecutionService,
+    registry: ToolRegistry,
+    blobs: LocalBlobStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    eid = uuid.uuid4()
+    winner = submit(service, registry, blobs, tool="test-wrap", owner="t", upload=notes(),
+                    execution_id=eid)  # fmt: skip
+    [first] = [item.name for item in blobs.list("uploads")]
+    # The loser checked before the winner appended: it saw no stream, then lost at the append.
+    real_load = service.load
+    monkeypatch.setattr(
+        service, "load", lambda i: (real_load(i)[0], -1) if i == eid else real_load(i)
+    )
+    other = Upload("notes.txt", [b"other content"])
+    with pytest.raises(SubmissionRefused) as refused:
+        submit(service, registry, blobs, tool="test-wrap", owner="t", upload=other,
+               execution_id=eid)  # fmt: skip
+    assert refused.value.code == "execution_exists" and winner == eid
+    assert [item.name for item in blobs.list("uploads")] == [first]  # the loser's removed
+    assert b"".join(blobs.get("uploads", first)) == NOTES  # the winner's intact
