@@ -93,11 +93,25 @@ _indexed: dict[int, list[Any]] = {}
 _indexed_lock = threading.Lock()
 
 
+class _NoAuthLevelNotice(logging.Filter):
+    """azure-functions warns, on every indexing, that an app without HTTP triggers has no auth
+    level to apply: true, and of no use to someone starting ``make run``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Auth level is not applied")
+
+
 def functions_of(app: func.FunctionApp) -> list[Any]:
     """``app.get_functions()``, once per app: indexing an app twice fails its uniqueness check."""
     with _indexed_lock:
         if id(app) not in _indexed:
-            _indexed[id(app)] = [app, app.get_functions()]  # keep app alive: its id stays its own
+            notice = _NoAuthLevelNotice()
+            logging.getLogger().addFilter(notice)
+            try:
+                functions = app.get_functions()
+            finally:
+                logging.getLogger().removeFilter(notice)
+            _indexed[id(app)] = [app, functions]  # keep app alive: its id stays its own
         return _indexed[id(app)][1]
 
 
