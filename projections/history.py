@@ -90,14 +90,32 @@ class HistoryProjection:
 
 
 def recent(
-    db: Database, owner: str, tool: str | None = None, limit: int = 10, prefix: str = LIVE
+    db: Database,
+    owner: str,
+    tool: str | None = None,
+    limit: int = 10,
+    prefix: str = LIVE,
+    *,
+    status: str | None = None,
+    before: tuple[datetime, str] | None = None,
 ) -> list[Run]:
-    """The owner's newest runs (of ``tool`` when given), newest first."""
-    where, params = "owner = ?", [owner]
+    """The owner's newest runs (of ``tool``, in ``status`` when given), newest first.
+
+    ``before`` is the (submitted_at, execution_id) of the last run of a previous page: the
+    page after it, stable however many runs are submitted meanwhile.
+    """
+    where, params = ["owner = ?"], [owner]
     if tool is not None:
-        where, params = "owner = ? AND tool = ?", [owner, tool]
+        where.append("tool = ?")
+        params.append(tool)
+    if status is not None:
+        where.append("status = ?")
+        params.append(status)
+    if before is not None:
+        where.append("(submitted_at < ? OR (submitted_at = ? AND execution_id > ?))")
+        params += [before[0], before[0], before[1]]
     rows = db.execute(
-        f"SELECT {', '.join(COLUMNS)} FROM {prefix}{TABLE} WHERE {where} "
+        f"SELECT {', '.join(COLUMNS)} FROM {prefix}{TABLE} WHERE {' AND '.join(where)} "
         "ORDER BY submitted_at DESC, execution_id LIMIT ?",
         (*params, limit),
     )

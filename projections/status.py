@@ -223,6 +223,18 @@ def get(db: Database, execution_id: str, prefix: str = LIVE) -> ExecutionStatus 
     return ExecutionStatus(*rows[0]) if rows else None
 
 
+def get_many(
+    db: Database, execution_ids: Sequence[str], prefix: str = LIVE
+) -> list[ExecutionStatus]:
+    """The rows of those executions the projection has seen, in no particular order."""
+    rows = db.select_in(
+        f"SELECT {', '.join(COLUMNS)} FROM {prefix}{TABLE} WHERE {{in_}}",
+        "execution_id",
+        [str(i) for i in execution_ids],
+    )
+    return [ExecutionStatus(*row) for row in rows]
+
+
 def from_events(events: Sequence[RecordedEvent]) -> ExecutionStatus | None:
     """The row that applying one execution's stream gives, without the table: what a reader
     uses for an execution the projector has not reached yet (read-your-writes)."""

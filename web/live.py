@@ -67,14 +67,7 @@ def publish(projection: str, events: Sequence[RecordedEvent], db: Database) -> N
         channel = execution_channel(e.execution_id)
         if heard(channel):
             send_event(channel, "event", e.event.to_cloudevent())
-    rows = db.select_in(
-        f"SELECT {', '.join(status_model.COLUMNS)} FROM "
-        f"{status_model.LIVE}{status_model.TABLE} WHERE {{in_}}",
-        "execution_id",
-        list(changed),
-    )
-    for row in rows:
-        execution = status_model.ExecutionStatus(*row)
+    for execution in status_model.get_many(db, list(changed)):
         channels = [user_channel(execution.owner), execution_channel(execution.execution_id)]
         channels = [c for c in channels if heard(c)]
         if channels:

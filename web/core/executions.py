@@ -24,10 +24,12 @@ from django.urls import reverse
 
 from events.envelope import execution_stream
 from projections import history, status as status_model
+from projections.projection import STATUS_AFTER
 from projections.status import ExecutionStatus
+from services.blobs.retention import remove_execution_blobs
 from services.blobs.store import BlobNotFound, StorageUnavailable
 from services.executions.commands import Cancel, Expire, Retry
-from services.executions.decider import DomainError, ExecutionExists, Status
+from services.executions.decider import DomainError, ExecutionExists, ExecutionState, Status
 from services.executions.service import ExecutionService, Trace
 from services.tools.registry import UnknownTool
 from services.tools.runner import ToolRunner
@@ -41,8 +43,7 @@ from web import bootstrap
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("submitted", "uploaded", "processing", "retrying", "completed", "failed")
-STATUSES += ("cancelled", "expired")
+STATUSES = tuple(dict.fromkeys(STATUS_AFTER.values()))  # every status an execution can have
 FINISHED = frozenset({"completed", "failed", "cancelled", "expired"})
 # A namespace for execution ids derived from (owner, Idempotency-Key): a retried submit with the
 # same key names the same execution, so the event store itself refuses a second one.
@@ -171,11 +172,6 @@ def get(user: Any, execution_id: UUID) -> dict[str, Any]:
     return represent(_row(user, execution_id))
 
 
-def status_row(user: Any, execution_id: UUID) -> ExecutionStatus:
-    """The raw status row (the UI's execution page)."""
-    return _row(user, execution_id)
-
-
 @dataclass(frozen=True, slots=True)
 class Page:
     results: list[dict[str, Any]]
@@ -192,39 +188,19 @@ def listing(
 ) -> Page:
     """The user's executions, newest first, a page at a time (keyset: stable under inserts)."""
     db = bootstrap.read_models()
-    where = ["owner = ?"]
-    params: list[Any] = [owner_of(user)]
-    if tool:
-        where.append("tool = ?")
-        params.append(tool)
-    if status:
-        where.append("status = ?")
-        params.append(status)
-    if cursor:
-        submitted_at, execution_id = _decode_cursor(cursor)
-        where.append("(submitted_at < ? OR (submitted_at = ? AND execution_id > ?))")
-        params += [submitted_at, submitted_at, execution_id]
-    table = status_model.LIVE + history.TABLE
-    rows = db.execute(
-        f"SELECT execution_id, submitted_at FROM {table} WHERE {' AND '.join(where)} "
-        "ORDER BY submitted_at DESC, execution_id LIMIT ?",
-        (*params, limit + 1),
+    runs = history.recent(
+        db,
+        owner_of(user),
+        tool or None,
+        limit + 1,
+        status=status or None,
+        before=_decode_cursor(cursor) if cursor else None,
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    ids = [r[0] for r in rows]
-    found = {
-        r[0]: ExecutionStatus(*r)
-        for r in db.select_in(
-            f"SELECT {', '.join(status_model.COLUMNS)} FROM "
-            f"{status_model.LIVE}{status_model.TABLE} WHERE {{in_}}",
-            "execution_id",
-            ids,
-        )
-    }
-    results = [represent(found[i]) for i in ids if i in found]
-    next_cursor = _encode_cursor(rows[-1][1], rows[-1][0]) if more and rows else None
-    return Page(results, next_cursor)
+    page = runs[:limit]
+    found = {r.execution_id: r for r in status_model.get_many(db, [r.execution_id for r in page])}
+    results = [represent(found[r.execution_id]) for r in page if r.execution_id in found]
+    last = page[-1] if len(runs) > limit else None
+    return Page(results, _encode_cursor(last.submitted_at, last.execution_id) if last else None)
 
 
 def recent(user: Any, tool: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
@@ -251,13 +227,6 @@ def timeline(user: Any, execution_id: UUID) -> list[dict[str, Any]]:
     if row is None or row.owner != owner_of(user):
         raise _not_found(execution_id)
     return [event.to_cloudevent() for event in events]
-
-
-def params_of(user: Any, execution_id: UUID) -> dict[str, Any]:
-    state, _ = _service().load(execution_id)
-    if state.status is Status.NEW or state.owner != owner_of(user):
-        raise _not_found(execution_id)
-    return dict(state.params or {})
 
 
 # -- writing ------------------------------------------------------------------------------------
@@ -348,25 +317,38 @@ def _repeat(user: Any, row: ExecutionStatus, tool: str) -> dict[str, Any]:
     return represent(row)
 
 
+def _owned(user: Any, execution_id: UUID) -> tuple[ExecutionState, int]:
+    """The user's execution as the command service sees it (state, version): read once, and
+    handed to the command as ``known``."""
+    state, version = _service().load(execution_id)
+    if state.status is Status.NEW or state.owner != owner_of(user):
+        raise _not_found(execution_id)
+    return state, version
+
+
 def cancel(user: Any, execution_id: UUID, reason: str = "cancelled by its owner") -> dict[str, Any]:
-    _row(user, execution_id, fresh=True)
+    known = _owned(user, execution_id)
     try:
-        _service().handle(execution_id, Cancel(reason=reason), Trace(causation_id="api:cancel"))
+        _service().handle(
+            execution_id, Cancel(reason=reason), Trace(causation_id="api:cancel"), known=known
+        )
     except DomainError as exc:
         raise _domain(exc) from None
     return represent(_row(user, execution_id, fresh=True))
 
 
 def retry(user: Any, execution_id: UUID) -> dict[str, Any]:
-    row = _row(user, execution_id, fresh=True)
+    state, version = _owned(user, execution_id)
     try:
-        tool = bootstrap.tool_registry().get(row.tool)
+        tool = bootstrap.tool_registry().get(state.tool)
     except UnknownTool:
-        raise Problem("unknown_tool", f"there is no tool {row.tool!r} any more", 409) from None
+        raise Problem("unknown_tool", f"there is no tool {state.tool!r} any more", 409) from None
     # An owner's retry is a new attempt on top of the ones the tool allows automatically.
-    command = Retry(max_attempts=row.attempt + 1, by_owner=True)
+    command = Retry(max_attempts=state.attempt + 1, by_owner=True)
     try:
-        _service().handle(execution_id, command, Trace(causation_id="api:retry"))
+        _service().handle(
+            execution_id, command, Trace(causation_id="api:retry"), known=(state, version)
+        )
     except DomainError as exc:
         raise _domain(exc) from None
     if tool.mode == "sync":
@@ -376,7 +358,7 @@ def retry(user: Any, execution_id: UUID) -> dict[str, Any]:
 
 def replay(user: Any, execution_id: UUID) -> dict[str, Any]:
     """Run the execution again as a new one (same tool, parameters and a copy of its input)."""
-    _row(user, execution_id, fresh=True)
+    _owned(user, execution_id)
     try:
         new_id = replay_execution(_service(), bootstrap.blob_store(), execution_id)
     except SubmissionRefused as exc:
@@ -391,9 +373,7 @@ def replay(user: Any, execution_id: UUID) -> dict[str, Any]:
 
 def delete(user: Any, execution_id: UUID) -> dict[str, Any]:
     """Remove the execution's files now (``Expired``); its stream, the audit trail, stays."""
-    _row(user, execution_id, fresh=True)
-    service = _service()
-    state, version = service.load(execution_id)
+    state, version = _owned(user, execution_id)
     if state.status not in {Status.COMPLETED, Status.FAILED, Status.CANCELLED}:
         raise Problem(
             "execution_not_finished" if state.status is not Status.EXPIRED else "already_expired",
@@ -405,15 +385,12 @@ def delete(user: Any, execution_id: UUID) -> dict[str, Any]:
             ),
             409,
         )
-    blobs = bootstrap.blob_store()
-    refs = tuple(ref for ref in (state.upload, state.output) if ref is not None)
-    try:
-        for ref in refs:
-            blobs.delete(ref.container, ref.name)
+    try:  # the files first, then the event, as retention does: a retry removes nothing twice
+        refs = tuple(remove_execution_blobs(bootstrap.blob_store())(state))
     except StorageUnavailable as exc:
         raise Problem("storage_unavailable", str(exc), 503) from None
     try:
-        service.handle(
+        _service().handle(
             execution_id,
             Expire(blobs_removed=refs),
             Trace(causation_id="api:delete"),
@@ -433,8 +410,7 @@ class Download:
 
 
 def download(user: Any, execution_id: UUID) -> Download:
-    _row(user, execution_id)
-    state, _ = _service().load(execution_id)
+    state, _ = _owned(user, execution_id)
     if state.status is Status.EXPIRED:
         raise Problem("output_expired", "the output was removed (deleted or past retention)", 410)
     if state.status is not Status.COMPLETED or state.output is None:
