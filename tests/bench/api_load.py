@@ -19,11 +19,9 @@ import base64
 import os
 import random
 import signal
-import socket
 import subprocess
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager
@@ -32,7 +30,15 @@ from pathlib import Path
 
 from tests.bench.http_client import Answer, Connection
 from tests.bench.pipeline_bench import MachineLoad, Progress, cpu_times, machine_load, settle
-from tests.web.support import ROOT, cli_command, cli_env, run_cli
+from tests.web.support import (
+    ROOT,
+    cli_command,
+    cli_env,
+    embedded_env,
+    free_port,
+    run_cli,
+    wait_healthy,
+)
 
 RATE_LIMIT = "1000000/min"
 PASSWORD = "bench-password-not-secret"
@@ -112,31 +118,11 @@ class Server:
     pid: int
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _checked(*args: str, env: dict[str, str]) -> str:
     done = run_cli(*args, timeout=120, **env)
     if done.returncode != 0:
         raise RuntimeError(f"magictoolbox {' '.join(args)} failed: {done.stderr[-2000:]}")
     return done.stdout
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the server did not come up:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
 
 
 @contextmanager
@@ -145,9 +131,7 @@ def deployment(figures: ApiFigures, progress: Progress) -> Iterator[Server]:
     with tempfile.TemporaryDirectory(prefix="mt-api-bench-") as tmp:
         root = Path(tmp)
         env = {
-            "DATABASE_URL": f"sqlite:///{root / 'app.sqlite3'}",
-            "BLOB_STORAGE": str(root / "blobs"),
-            "DEMO_ACCOUNT": "0",
+            **embedded_env(root),
             "FUNCTIONS_IN_PROCESS": "1",
             "API_THROTTLE_USER": RATE_LIMIT,
             "API_THROTTLE_SUBMIT": RATE_LIMIT,
@@ -160,7 +144,7 @@ def deployment(figures: ApiFigures, progress: Progress) -> Iterator[Server]:
             env={**env, "DJANGO_SUPERUSER_PASSWORD": PASSWORD},
         )  # fmt: skip
         token = _checked("drf_create_token", "bench", env=env).split()[2]
-        port = _free_port()
+        port = free_port()
         uvicorn = Path(cli_command()[0]).with_name("uvicorn")
         log = root / "server.log"
         with log.open("wb") as out:  # a file, not a pipe: nobody drains a pipe while we load
@@ -171,7 +155,7 @@ def deployment(figures: ApiFigures, progress: Progress) -> Iterator[Server]:
         try:
             url = f"http://127.0.0.1:{port}"
             progress(f"api: waiting for {url}/healthz")
-            _wait_healthy(url, process, log)
+            wait_healthy(url, process, log=log)
             up = open_fds(process.pid)
             yield Server(url, token, process.pid)
             figures.server_fds = up, open_fds(process.pid)

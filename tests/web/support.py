@@ -1,10 +1,14 @@
-"""Helpers for the web tests: run the ``magictoolbox`` CLI as a user would; append executions."""
+"""Helpers for the web tests: run the ``magictoolbox`` CLI and its server as a user would;
+append executions."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +20,40 @@ from events.store import EventStore
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = "/magictoolbox/test"
+
+
+def embedded_env(root: Path, **extra: str) -> dict[str, str]:
+    """The settings of an embedded deployment in ``root`` (no demo account unless asked)."""
+    return {
+        "DATABASE_URL": f"sqlite:///{root / 'app.sqlite3'}",
+        "BLOB_STORAGE": str(root / "blobs"),
+        "DEMO_ACCOUNT": "0",
+        **extra,
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(
+    url: str, process: subprocess.Popen[Any], *, log: Path | None = None, timeout: float = 60
+) -> None:
+    """Until ``url``/healthz answers 200; RuntimeError (with the log's tail) if it never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            tail = log.read_text()[-3000:] if log is not None and log.exists() else ""
+            raise RuntimeError(f"the server at {url} did not come up\n{tail}")
+        time.sleep(0.1)
 
 
 def cli_command(*args: str) -> list[str]:

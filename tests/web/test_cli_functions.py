@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import io
 import signal
-import socket
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 from uuid import UUID
 
@@ -23,7 +21,7 @@ from services.executions.decider import TERMINAL, ExecutionState, Status
 from services.executions.service import ExecutionService
 from services.tools.registry import discover
 from services.tools.submissions import Upload, submit
-from tests.web.support import ROOT, cli_command, cli_env, run_cli
+from tests.web.support import ROOT, cli_command, cli_env, free_port, run_cli, wait_healthy
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -147,12 +145,6 @@ def test_dead_letters_are_listed_and_redriven(deployment: Deployment) -> None:
     assert unknown.returncode != 0 and "no dead letter" in unknown.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_the_web_process_also_runs_the_functions_host(deployment: Deployment) -> None:
     """What ``make run`` starts: uvicorn serving web.asgi, which runs the host in-process."""
     port = free_port()
@@ -162,16 +154,7 @@ def test_the_web_process_also_runs_the_functions_host(deployment: Deployment) ->
         deployment.env,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                    assert r.status == 200
-                    break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    pytest.fail(f"the server did not come up: {stop(server)[1][-2000:]}")
-                time.sleep(0.2)
+        wait_healthy(f"http://127.0.0.1:{port}", server, timeout=30)
         state = deployment.wait(deployment.rotate(10, 2))
     finally:
         _, err = stop(server)

@@ -17,6 +17,7 @@ from projections.projector import Projector
 from services.tools.runner import ToolRunner
 from services.tools.submissions import submit
 from tests.web.deployment import Deployment
+from tests.web.support import embedded_env, run_cli
 from tests.web.test_run_command import Server, sign_in
 from web import bootstrap, live
 
@@ -38,9 +39,15 @@ def run(owner: User, text: str = "hi") -> str:
     return str(execution_id)
 
 
+def users() -> tuple[User, User]:
+    return (
+        User.objects.create_user("alice", password="pw-alice-123"),
+        User.objects.create_user("bob", password="pw-bob-123"),
+    )
+
+
 def test_a_user_may_read_only_their_own_channels(deployment: Deployment) -> None:
-    alice = User.objects.create_user("alice", password="pw-alice-123")
-    bob = User.objects.create_user("bob", password="pw-bob-123")
+    alice, bob = users()
     hers = run(alice)
     manager = live.ChannelManager()
     assert manager.can_read_channel(alice, f"user-{alice.pk}")
@@ -54,13 +61,21 @@ def test_a_user_may_read_only_their_own_channels(deployment: Deployment) -> None
     assert not manager.can_read_channel(alice, "everything")
 
 
-def test_each_change_is_sent_to_its_owner_and_its_execution_only(
-    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    alice = User.objects.create_user("alice", password="pw-alice-123")
-    bob = User.objects.create_user("bob", password="pw-bob-123")
-    sent: list[tuple[str, str, dict[str, Any]]] = []
+Sent = list[tuple[str, str, dict[str, Any]]]
+
+
+@pytest.fixture
+def sent(deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> Sent:
+    """What ``live.publish`` sends: (channel, event type, data), instead of sending it."""
+    sent: Sent = []
     monkeypatch.setattr(live, "send_event", lambda c, t, d: sent.append((c, t, d)))
+    return sent
+
+
+def test_each_change_is_sent_to_its_owner_and_its_execution_only(
+    deployment: Deployment, sent: Sent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob = users()
     monkeypatch.setattr(live, "_listening", lambda: None)  # every channel heard, as with Redis
     hers, his = run(alice, "a"), run(bob, "b")
     project(deployment)
@@ -90,12 +105,9 @@ def project(deployment: Deployment) -> None:
 
 
 def test_nothing_is_built_for_channels_nobody_listens_to(
-    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+    deployment: Deployment, sent: Sent, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    alice = User.objects.create_user("alice", password="pw-alice-123")
-    bob = User.objects.create_user("bob", password="pw-bob-123")
-    sent: list[tuple[str, str, dict[str, Any]]] = []
-    monkeypatch.setattr(live, "send_event", lambda c, t, d: sent.append((c, t, d)))
+    alice, bob = users()
     listening = {f"user-{alice.pk}"}
     monkeypatch.setattr(live, "_listening", lambda: listening)
     hers, _ = run(alice, "a"), run(bob, "b")
@@ -122,13 +134,7 @@ def read_sse(client: httpx.Client, path: str, into: list[dict[str, Any]], stop: 
 
 @pytest.mark.timeout(120)
 def test_over_http_a_browser_receives_its_own_updates_and_not_anothers(tmp_path: Path) -> None:
-    from tests.web.support import run_cli
-
-    env = {
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'app.sqlite3'}",
-        "BLOB_STORAGE": str(tmp_path / "blobs"),
-        "DEMO_ACCOUNT": "0",
-    }
+    env = embedded_env(tmp_path)
     server = Server(env)
     try:
         for name in ("alice", "bob"):

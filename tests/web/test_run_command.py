@@ -6,14 +6,20 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.web.support import ROOT, cli_command, cli_env, run_cli
-from tests.web.test_cli_functions import free_port
+from tests.web.support import (
+    ROOT,
+    cli_command,
+    cli_env,
+    embedded_env,
+    free_port,
+    run_cli,
+    wait_healthy,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -36,17 +42,11 @@ class Server:
             self.banner.append(line)
             if "Ctrl-C" in line:
                 break
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                self.process.kill()
-                pytest.fail("".join(self.banner) + self.process.communicate()[0])
-            time.sleep(0.2)
+        try:
+            wait_healthy(self.url, self.process, timeout=30)
+        except RuntimeError:
+            self.process.kill()
+            pytest.fail("".join(self.banner) + self.process.communicate()[0])
 
     def interrupt(self) -> tuple[int, str]:
         """Ctrl-C, as a terminal sends it; the exit code and what it printed meanwhile."""
@@ -72,10 +72,7 @@ def sign_in(url: str, username: str, password: str) -> httpx.Client:
 
 
 def test_a_first_start_prints_the_url_and_a_demo_account_that_works(tmp_path: Path) -> None:
-    env = {
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'app.sqlite3'}",
-        "BLOB_STORAGE": str(tmp_path / "blobs"),
-    }
+    env = embedded_env(tmp_path, DEMO_ACCOUNT="1")
     server = Server(env)
     try:
         banner = "".join(server.banner)
@@ -112,11 +109,7 @@ def test_a_first_start_prints_the_url_and_a_demo_account_that_works(tmp_path: Pa
 
 
 def test_no_demo_account_outside_the_embedded_default(tmp_path: Path) -> None:
-    env = {
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'app.sqlite3'}",
-        "BLOB_STORAGE": str(tmp_path / "blobs"),
-        "DEMO_ACCOUNT": "0",
-    }
+    env = embedded_env(tmp_path)
     server = Server(env)
     try:
         assert "demo account" not in "".join(server.banner)

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +19,7 @@ import pytest
 from PIL import Image
 
 from tests.web.browser.steps import sign_up
-from tests.web.support import ROOT, cli_env, run_cli
+from tests.web.support import ROOT, cli_env, embedded_env, free_port, run_cli, wait_healthy
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -39,38 +36,14 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"the server did not come up:\n{log.read_text()[-3000:]}")
-        time.sleep(0.1)
-
-
 @pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The base URL of ``make run``'s process, on a free port, against a temp deployment."""
     root = tmp_path_factory.mktemp("deployment")
-    env = {
-        "DATABASE_URL": f"sqlite:///{root / 'app.sqlite3'}",
-        "BLOB_STORAGE": str(root / "blobs"),
-        "DEMO_ACCOUNT": "0",
-    }
+    env = embedded_env(root)
     migrated = run_cli("migrate", "--no-input", **env)
     assert migrated.returncode == 0, migrated.stderr
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = root / "server.log"
     uvicorn = Path(sys.executable).with_name("uvicorn")
@@ -79,7 +52,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=cli_env(**env), stdout=out, stderr=out)
     try:
-        _wait_healthy(url, process, log)
+        wait_healthy(url, process, log=log, timeout=30)
         yield url
     finally:
         process.send_signal(signal.SIGINT)
