@@ -14,6 +14,8 @@ from events.store import EventStore, open_store
 PG_URL = os.environ.get("MAGICTOOLBOX_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
+pytest_plugins = ["tests.azurite"]  # the session's Azurite, for every test that needs one
+
 
 def _pg_available() -> str | None:
     try:

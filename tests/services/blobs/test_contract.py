@@ -34,7 +34,8 @@ from services.blobs.store import (
     BlobTooLarge,
     StorageUnavailable,
 )
-from tests.services.blobs.conftest import SIGNING_KEY, azurite_connection_string, free_port
+from tests.azurite import azurite_connection_string, free_port
+from tests.services.blobs.conftest import SIGNING_KEY
 
 MIB = 1024 * 1024
 
