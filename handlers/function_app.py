@@ -3,8 +3,10 @@
 One Event Grid-triggered function per tool category takes the events that make an execution
 ready for an attempt — ``Submitted`` (tools without an input file), ``Uploaded`` and
 ``Retried`` — for subjects under ``/tools/<category>/``, so a slow video never queues behind a
-quick hash. Timer functions time out dead attempts, re-queue retryable failures and expire old
-files. Each function is one line into ``handlers.work``.
+quick hash. Timer functions time out dead attempts, re-queue retryable failures, expire old
+files, and sweep the outbox to Event Grid (the web process relays right after each commit; the
+timer publishes whatever that left, e.g. while the web is down). Each function is one line into
+``handlers.work``.
 
 The subject and type filters live on the trigger bindings (``subjectBeginsWith``,
 ``includedEventTypes``): Azure ignores them there, and they are what the Event Grid
@@ -80,3 +82,9 @@ def sweep(timer: func.TimerRequest) -> None:
 @app.timer_trigger(arg_name="timer", schedule="%RETENTION_SCHEDULE%", run_on_startup=False)
 def retention(timer: func.TimerRequest) -> None:
     work.expire(dependencies())
+
+
+@app.function_name("relay")
+@app.timer_trigger(arg_name="timer", schedule="%RELAY_SCHEDULE%", run_on_startup=False)
+def relay(timer: func.TimerRequest) -> None:
+    work.relay(dependencies())

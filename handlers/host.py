@@ -213,6 +213,7 @@ class LocalFunctionsHost:
         checkpoint_interval: float = 0.2,
         linger: float = 0.003,
         timers: bool = True,
+        feed: bool = True,
         start_position: int | None = None,
     ) -> None:
         self.app = app
@@ -226,6 +227,9 @@ class LocalFunctionsHost:
         self.linger = linger
         self.subscriptions, self.timers = read_bindings(app, settings or {})
         self.run_timers = timers
+        # Without the feed, events come from Event Grid through the HTTP trigger
+        # (handlers.webhook) and this host only runs the timers.
+        self.follow_feed = feed
         self.stats = HostStats()
         self._start_position = start_position
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="functions")
@@ -249,7 +253,9 @@ class LocalFunctionsHost:
         if position is None:
             position = self.deadletters.checkpoint(self.checkpoint_name)
         self._read_up_to = position
-        targets = [("feed", self._follow_feed), ("retries", self._run_retries)]
+        targets = []
+        if self.follow_feed:
+            targets += [("feed", self._follow_feed), ("retries", self._run_retries)]
         if self.run_timers and self.timers:
             targets.append(("timers", self._run_timers))
         for name, target in targets:
@@ -271,7 +277,8 @@ class LocalFunctionsHost:
         for thread in self._threads:
             thread.join(timeout)
         self._pool.shutdown(wait=True, cancel_futures=False)
-        self._save_checkpoint(force=True)
+        if self.follow_feed:
+            self._save_checkpoint(force=True)
 
     def __enter__(self) -> LocalFunctionsHost:
         return self.start()

@@ -15,6 +15,9 @@ blob store and one registry serve a whole process.
 | ``SWEEP_SCHEDULE`` | ``*/15 * * * * *`` (NCRONTAB: timeouts and retries) |
 | ``RETENTION_SCHEDULE`` | ``0 7 * * * *`` (NCRONTAB: expiry of old executions' files) |
 | ``RETRY_BACKOFF_SECONDS`` | ``30``: the wait before a second attempt, doubling after each |
+| ``EVENTGRID_TOPIC_ENDPOINT`` | unset: no Event Grid (the local host delivers from the feed) |
+| ``EVENTGRID_TOPIC_KEY`` | unset: the relay signs in with DefaultAzureCredential |
+| ``RELAY_SCHEDULE`` | ``*/10 * * * * *`` (NCRONTAB: the relay's sweep, with a topic) |
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from events.store import EventStore, open_store
+from handlers.relaying import relay_for
 from services.blobs import BlobStore, open_blob_store
+from services.eventgrid.relay import OutboxRelay
 from services.executions.service import ExecutionService
 from services.tools.registry import ToolRegistry, default_registry
 from services.tools.runner import ToolRunner
@@ -36,6 +41,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SCHEDULES = {
     "SWEEP_SCHEDULE": "*/15 * * * * *",
     "RETENTION_SCHEDULE": "0 7 * * * *",
+    "RELAY_SCHEDULE": "*/10 * * * * *",
 }
 
 
@@ -49,6 +55,9 @@ class Dependencies:
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     progress_interval: float = 0.25
     retry_backoff: timedelta = timedelta(seconds=30)  # the wait after a first failed attempt
+    eventgrid_endpoint: str = ""  # the Event Grid topic the relay publishes to ("" = none)
+    eventgrid_key: str = ""
+    _relay: OutboxRelay | None = field(default=None, init=False, repr=False)
 
     def service(self) -> ExecutionService:
         return ExecutionService(self.store, source=self.source)
@@ -61,6 +70,14 @@ class Dependencies:
             worker_id=f"{self.worker_id}:{threading.get_ident()}",
             progress_interval=self.progress_interval,
         )
+
+    def relay(self) -> OutboxRelay | None:
+        """The outbox relay to the Event Grid topic, built once (None without a topic)."""
+        if self._relay is None:
+            self._relay = relay_for(
+                self.store, self.database_url, self.eventgrid_endpoint, self.eventgrid_key
+            )
+        return self._relay
 
 
 def from_environment(env: dict[str, str] | None = None) -> Dependencies:
@@ -76,6 +93,8 @@ def from_environment(env: dict[str, str] | None = None) -> Dependencies:
         database_url=database_url,
         source=f"/magictoolbox/{env.get('MAGICTOOLBOX_DEPLOYMENT', 'local')}",
         retry_backoff=timedelta(seconds=float(env.get("RETRY_BACKOFF_SECONDS") or 30)),
+        eventgrid_endpoint=env.get("EVENTGRID_TOPIC_ENDPOINT", ""),
+        eventgrid_key=env.get("EVENTGRID_TOPIC_KEY", ""),
     )
 
 

@@ -8,6 +8,7 @@ duplicate delivery, or an ``Uploaded`` arriving after the attempt began, finds n
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -115,3 +116,26 @@ def expire(deps: Dependencies, now: datetime | None = None) -> tuple[SweepReport
         "retention: %d executions expired, %d temp files removed", len(report.expired), removed
     )
     return report, removed
+
+
+def relay(deps: Dependencies, give_up_after: float = 50.0) -> int:
+    """Publish every event the outbox relay has not yet published; how many went out.
+
+    Without a topic (the local deployment, where the host delivers from the feed) it does
+    nothing. A publish that keeps failing is retried with backoff for ``give_up_after`` seconds;
+    the next timer run tries again from the same checkpoint.
+    """
+    outbox = deps.relay()
+    if outbox is None:
+        return 0
+    stop = threading.Event()
+    deadline = threading.Timer(give_up_after, stop.set)
+    deadline.daemon = True
+    deadline.start()
+    try:
+        sent = outbox.run_once(stop)
+    finally:
+        deadline.cancel()
+    if sent:
+        log.info("relay: %d events published to Event Grid", sent)
+    return sent

@@ -62,6 +62,21 @@ def write(db: Database, name: str, position: int) -> None:
     )
 
 
+def advance(db: Database, name: str, position: int) -> None:
+    """Move the checkpoint forward to ``position`` unless it is already past it.
+
+    For feed readers that may run twice at once (the outbox relay in the web process and its
+    timer): the slower one must not drag the checkpoint back.
+    """
+    db.execute(
+        f"INSERT INTO {TABLE} (name, position, updated_at) VALUES (?, ?, ?) "
+        f"ON CONFLICT (name) DO UPDATE SET position = CASE WHEN excluded.position > "
+        f"{TABLE}.position THEN excluded.position ELSE {TABLE}.position END, "
+        "updated_at = excluded.updated_at, last_error = NULL, failed_at = NULL",
+        (name, position, datetime.now(UTC)),
+    )
+
+
 def record_error(db: Database, name: str, error: str) -> None:
     now = datetime.now(UTC)
     db.execute(

@@ -68,6 +68,8 @@ def functions_dependencies() -> wiring.Dependencies:
             registry=tool_registry(),
             database_url=settings.DATABASE_URL,
             source=settings.MAGICTOOLBOX_SOURCE,
+            eventgrid_endpoint=settings.EVENTGRID_TOPIC_ENDPOINT,
+            eventgrid_key=settings.EVENTGRID_TOPIC_KEY,
         )
         wiring.configure(deps)
         return deps

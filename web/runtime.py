@@ -1,9 +1,11 @@
-"""The background half of a deployment: the projector and the local Functions host.
+"""The background half of a deployment: the projector, the local Functions host, the relay.
 
-``make run`` serves one ASGI process that also runs these (``FUNCTIONS_IN_PROCESS``, on for the
-local deployment), so one command gives a working toolbox; ``magictoolbox functions`` runs them
-on their own. The ASGI wrapper starts them on the server's lifespan startup and stops them on
-shutdown; Django's own ASGI handler does not speak the lifespan protocol.
+``make run`` serves one ASGI process that also runs the projector and the Functions host (on for
+the local deployment), so one command gives a working toolbox; ``magictoolbox functions`` runs
+them on their own. In Azure mode the web process runs the projector and the outbox relay, and
+Event Grid pushes to the Functions; the Event Grid receiver ``wake``s the projector. The ASGI
+wrapper starts them on the server's lifespan startup and stops them on shutdown; Django's own
+ASGI handler does not speak the lifespan protocol.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from handlers import wiring
 from handlers.deadletters import DeadLetterStore
@@ -28,11 +31,58 @@ Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[..., Awaitable[Any]], Callable[..., Awaitable[Any]]], Any]
 
 
+_wake_listeners: list[Callable[[], None]] = []
+_wake_lock = threading.Lock()
+
+
+def on_wake(listener: Callable[[], None]) -> Callable[[], None]:
+    """Call ``listener`` whenever Event Grid tells this process that events arrived."""
+    with _wake_lock:
+        _wake_listeners.append(listener)
+    return listener
+
+
+def forget_wake(listener: Callable[[], None]) -> None:
+    with _wake_lock:
+        if listener in _wake_listeners:
+            _wake_listeners.remove(listener)
+
+
+def wake() -> int:
+    """New events are in the store (Event Grid said so): catch up now. Returns listeners woken.
+
+    Listeners only nudge (a projector pass, a delivery round) and return at once; what they do
+    reads the store, so a duplicate or out-of-order delivery changes nothing.
+    """
+    with _wake_lock:
+        listeners = list(_wake_listeners)
+    for listener in listeners:
+        try:
+            listener()
+        except Exception:
+            log.exception("a wake listener failed")
+    return len(listeners)
+
+
 class Background:
-    """The projector and the Functions host of this process, started and stopped together."""
+    """What runs beside the web in this process, started and stopped together.
+
+    - the projector (``PROJECTOR_IN_PROCESS``), woken by the store and by Event Grid (``wake``);
+    - the local Functions host (``FUNCTIONS_IN_PROCESS``): delivers the feed to the functions
+      and runs their timers; with ``feed=False`` only the timers (Event Grid pushes the events
+      to the HTTP trigger instead, ``magictoolbox functions --http``);
+    - the outbox relay to Event Grid (``RELAY_IN_PROCESS``, with ``EVENTGRID_TOPIC_ENDPOINT``).
+    """
 
     def __init__(
-        self, *, projector: bool = True, workers: int = 4, retry: RetryPolicy | None = None
+        self,
+        *,
+        projector: bool = True,
+        host: bool = True,
+        relay: bool = False,
+        feed: bool = True,
+        workers: int = 4,
+        retry: RetryPolicy | None = None,
     ) -> None:
         deps = bootstrap.functions_dependencies()
         deps.blobs.setup()
@@ -42,29 +92,59 @@ class Background:
             if projector
             else None
         )
-        self.host = LocalFunctionsHost(
-            function_app,
-            deps.store,
-            DeadLetterStore(settings.DATABASE_URL),
-            settings=wiring.settings(),
-            topic=settings.MAGICTOOLBOX_SOURCE,
-            workers=workers,
-            retry=retry,
+        self.host = (
+            LocalFunctionsHost(
+                function_app,
+                deps.store,
+                DeadLetterStore(settings.DATABASE_URL),
+                settings=wiring.settings(),
+                topic=settings.MAGICTOOLBOX_SOURCE,
+                workers=workers,
+                retry=retry,
+                feed=feed,
+            )
+            if host
+            else None
         )
-        self._projector: tuple[threading.Thread, threading.Event] | None = None
+        self.relay = deps.relay() if relay else None
+        if relay and self.relay is None:
+            raise ImproperlyConfigured("RELAY_IN_PROCESS needs EVENTGRID_TOPIC_ENDPOINT")
+        self._threads: list[tuple[threading.Thread, threading.Event]] = []
+
+    @classmethod
+    def from_settings(cls) -> Background | None:
+        """What the settings ask this web process to run, or None for nothing."""
+        wanted = {
+            "projector": settings.PROJECTOR_IN_PROCESS,
+            "host": settings.FUNCTIONS_IN_PROCESS,
+            "relay": settings.RELAY_IN_PROCESS,
+        }
+        return cls(**wanted) if any(wanted.values()) else None
+
+    def parts(self) -> list[str]:
+        named = [("projector", self.projector), ("Functions host", self.host)]
+        named.append(("relay to Event Grid", self.relay))
+        return [name for name, part in named if part is not None]
 
     def start(self) -> Background:
         if self.projector is not None:
             self.projector.setup()
-            self._projector = self.projector.start()
-        self.host.start()
+            self._threads.append(self.projector.start())
+            on_wake(self.projector.nudge)
+        if self.host is not None:
+            self.host.start()
+        if self.relay is not None:
+            self._threads.append(self.relay.start())
         return self
 
     def stop(self) -> None:
-        self.host.stop()
-        if self._projector is not None:
-            thread, stop = self._projector
+        if self.host is not None:
+            self.host.stop()
+        if self.projector is not None:
+            forget_wake(self.projector.nudge)
+        for _, stop in self._threads:
             stop.set()
+        for thread, _ in self._threads:
             thread.join(10)
         if self.projector is not None:
             self.projector.close()
@@ -82,9 +162,13 @@ def with_background(application: ASGIApp) -> ASGIApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    if settings.FUNCTIONS_IN_PROCESS:
-                        running["background"] = Background().start()
-                        log.info("projector and Functions host running in this process")
+                    background = Background.from_settings()
+                    if background is not None:
+                        running["background"] = background.start()
+                        log.info(
+                            "running in this process: %s",
+                            ", ".join(background.parts()) or "nothing",
+                        )
                 except Exception as exc:
                     log.exception("the background services did not start")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})

@@ -100,6 +100,28 @@ BLOB_STORAGE = os.environ.get("BLOB_STORAGE") or str(VAR_DIR / "blobs")
 BLOB_SIGNING_KEY = os.environ.get("BLOB_SIGNING_KEY") or SECRET_KEY
 FUNCTIONS_IN_PROCESS = _env_bool("FUNCTIONS_IN_PROCESS", default=MAGICTOOLBOX_DEPLOYMENT == "local")
 
+# Azure mode: events leave through Event Grid. With a topic endpoint the outbox relay publishes
+# every stored event there (key credential, or DefaultAzureCredential without a key), and by
+# default runs in this process, right after each commit. The local Functions host is then off:
+# Event Grid pushes to the Functions instead.
+EVENTGRID_TOPIC_ENDPOINT = os.environ.get("EVENTGRID_TOPIC_ENDPOINT", "")
+EVENTGRID_TOPIC_KEY = os.environ.get("EVENTGRID_TOPIC_KEY", "")
+RELAY_IN_PROCESS = _env_bool("RELAY_IN_PROCESS", default=bool(EVENTGRID_TOPIC_ENDPOINT))
+if EVENTGRID_TOPIC_ENDPOINT and "FUNCTIONS_IN_PROCESS" not in os.environ:
+    FUNCTIONS_IN_PROCESS = False
+PROJECTOR_IN_PROCESS = _env_bool("PROJECTOR_IN_PROCESS", default=True)
+# The Event Grid receiver (/eventgrid/events) accepts a delivery that carries this key (the
+# X-MagicToolbox-Key header, set by the subscription's delivery attributes, or ?code=), or an
+# Entra ID token for this audience (Event Grid's AAD-protected webhook delivery).
+EVENTGRID_RECEIVER_KEY = os.environ.get("EVENTGRID_RECEIVER_KEY", "")
+EVENTGRID_RECEIVER_AUDIENCE = os.environ.get("EVENTGRID_RECEIVER_AUDIENCE", "")
+EVENTGRID_RECEIVER_TENANT_ID = os.environ.get("EVENTGRID_RECEIVER_TENANT_ID", "")
+EVENTGRID_RECEIVER_JWKS_URL = os.environ.get("EVENTGRID_RECEIVER_JWKS_URL", "") or (
+    f"https://login.microsoftonline.com/{EVENTGRID_RECEIVER_TENANT_ID}/discovery/v2.0/keys"
+    if EVENTGRID_RECEIVER_TENANT_ID
+    else ""
+)
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -116,6 +138,7 @@ INSTALLED_APPS = [
     "web.core",
     "web.api",
     "web.ui",
+    "web.eventgrid",
 ]
 
 MIDDLEWARE = [
@@ -229,6 +252,8 @@ if os.environ.get("EVENTSTREAM_REDIS"):
         "host": _redis.hostname or "127.0.0.1",
         "port": _redis.port or 6379,
         "db": int((_redis.path or "/0").lstrip("/") or 0),
+        "password": _redis.password,
+        "ssl": _redis.scheme == "rediss",  # Azure Cache for Redis: rediss://:key@host:6380/0
     }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

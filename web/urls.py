@@ -10,6 +10,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("api/", include("web.api.urls")),
     path("live/", include("web.live_urls")),
+    path("eventgrid/", include("web.eventgrid.urls")),
     path("", include("web.ui.urls")),
 ]
 

@@ -44,7 +44,11 @@ from services.tools.submissions import submit
 from tests.bench import celery_baseline, upload_memory
 from tests.bench.places import PostgresSchemas
 
-TIMERS_OFF = {"SWEEP_SCHEDULE": "0 0 0 * * *", "RETENTION_SCHEDULE": "0 0 0 * * *"}
+TIMERS_OFF = {
+    "SWEEP_SCHEDULE": "0 0 0 * * *",
+    "RETENTION_SCHEDULE": "0 0 0 * * *",
+    "RELAY_SCHEDULE": "0 0 0 * * *",
+}
 SUBMITTERS = 4
 FEED_BATCH = 1000
 FOLLOW_INTERVAL = 0.02  # the burst's feed follower reads at most this often (s) when caught up

@@ -28,7 +28,11 @@ from services.tools.registry import ToolRegistry, discover
 from services.tools.submissions import Upload, submit
 from tests.handlers.tools import TEST_TOOLS
 
-FAST_SETTINGS = {"SWEEP_SCHEDULE": "* * * * * *", "RETENTION_SCHEDULE": "0 0 0 * * *"}
+FAST_SETTINGS = {
+    "SWEEP_SCHEDULE": "* * * * * *",
+    "RETENTION_SCHEDULE": "0 0 0 * * *",
+    "RELAY_SCHEDULE": "0 0 0 * * *",
+}
 FAST_RETRY = RetryPolicy(max_attempts=3, first_delay=0.01, factor=2.0, max_delay=0.1)
 
 

@@ -20,7 +20,11 @@ from services.executions.commands import Submit
 from services.executions.service import ExecutionService
 
 QUICK = RetryPolicy(max_attempts=4, first_delay=0.05, factor=2.0, max_delay=1.0)
-NO_TIMERS = {"SWEEP_SCHEDULE": "0 0 0 * * *", "RETENTION_SCHEDULE": "0 0 0 * * *"}
+NO_TIMERS = {
+    "SWEEP_SCHEDULE": "0 0 0 * * *",
+    "RETENTION_SCHEDULE": "0 0 0 * * *",
+    "RELAY_SCHEDULE": "0 0 0 * * *",
+}
 
 
 @pytest.fixture
@@ -72,6 +76,7 @@ def test_the_host_reads_the_real_apps_bindings() -> None:
     assert {t.name: t.schedule for t in timers} == {
         "sweep": "0 0 0 * * *",
         "retention": "0 0 0 * * *",
+        "relay": "0 0 0 * * *",
     }
     with pytest.raises(KeyError, match="SWEEP_SCHEDULE"):
         read_bindings(real_app, {})

@@ -27,7 +27,7 @@ def test_status_prints_checkpoint_head_and_lag(
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].split() == [
-        "projection",
+        "reader",
         "checkpoint",
         "head",
         "lag",

@@ -84,3 +84,15 @@ def _short(value: Any) -> str:
     if isinstance(value, str):
         return value
     return orjson.dumps(value).decode()
+
+
+def checkpoint_lines(rows: list[tuple[str, int, int, str | None, Any]]) -> list[str]:
+    """A table of feed readers: (name, checkpoint, head, last error, failed at) each."""
+    lines = [f"{'reader':<12} {'checkpoint':>10} {'head':>10} {'lag':>8}  last error"]
+    for name, position, head, error, failed_at in rows:
+        shown = "-"
+        if error:
+            shown = f"{failed_at:%Y-%m-%d %H:%M:%S} {error.splitlines()[-1]}"
+        lag = max(head - position, 0)
+        lines.append(f"{name:<12} {position:>10} {head:>10} {lag:>8}  {shown}")
+    return lines

@@ -1,6 +1,8 @@
 """``magictoolbox functions``: the local Functions host (and the projector) on their own.
 
 magictoolbox functions                 run the host until Ctrl-C
+magictoolbox functions --http          serve the Event Grid HTTP trigger (Event Grid, or the
+                                       emulator, pushes the events) and run the timers
 magictoolbox functions deadletters     list deliveries that ran out of attempts
 magictoolbox functions redrive ID…     deliver dead letters again (--all for every one)
 magictoolbox functions list            the app's functions and their triggers
@@ -35,6 +37,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-projector", action="store_true", help="run without the in-process projector"
         )
+        parser.add_argument(
+            "--http",
+            action="store_true",
+            help="take events from Event Grid at /runtime/webhooks/EventGrid instead of the feed",
+        )
+        parser.add_argument("--host", default="127.0.0.1", help="address for --http")
+        parser.add_argument("--port", type=int, default=7071, help="port for --http")
 
     def handle(self, *args: Any, **options: Any) -> None:
         letters = DeadLetterStore(settings.DATABASE_URL)
@@ -83,11 +92,19 @@ class Command(BaseCommand):
     def _run(self, options: dict[str, Any]) -> None:
         from web.runtime import Background
 
-        background = Background(projector=not options["no_projector"], workers=options["workers"])
+        background = Background(
+            projector=not options["no_projector"],
+            workers=options["workers"],
+            feed=not options["http"],
+        )
+        if options["http"]:
+            self._serve(background, options)
+            return
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
         background.start()
+        assert background.host is not None
         self.stdout.write(
             f"functions host running: {len(background.host.subscriptions)} event functions, "
             f"{len(background.host.timers)} timers (Ctrl-C stops)"
@@ -95,3 +112,25 @@ class Command(BaseCommand):
         stop.wait()
         background.stop()
         self.stdout.write("stopped")
+
+    def _serve(self, background: Any, options: dict[str, Any]) -> None:
+        import uvicorn
+
+        from handlers.webhook import PATH, EventGridTrigger
+
+        assert background.host is not None
+        trigger = EventGridTrigger(background.host.subscriptions, workers=options["workers"])
+        host, port = options["host"], options["port"]
+        background.start()
+        self.stdout.write(
+            f"functions host: Event Grid trigger at http://{host}:{port}{PATH}?functionName=… "
+            f"({', '.join(trigger.functions)}); {len(background.host.timers)} timers "
+            "(Ctrl-C stops)",
+        )
+        self.stdout.flush()
+        try:
+            uvicorn.run(trigger, host=host, port=port, log_level="warning", lifespan="off")
+        finally:
+            background.stop()
+            trigger.close()
+            self.stdout.write("stopped")

@@ -10,8 +10,10 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from projections import checkpoints
+from projections.db import Database
 from projections.projector import Projector
-from web.core.cli import add_store_argument, opened_store, redacted
+from web.core.cli import add_store_argument, checkpoint_lines, opened_store, redacted
 
 
 def add_db_argument(parser: CommandParser) -> None:
@@ -50,15 +52,20 @@ class Command(BaseCommand):
                 projector.close()
 
     def status(self, projector: Projector) -> None:
-        rows = projector.status()
-        self.stdout.write(
-            f"{'projection':<12} {'checkpoint':>10} {'head':>10} {'lag':>8}  last error"
-        )
-        for s in rows:
-            error = "-"
-            if s.last_error:
-                error = f"{s.failed_at:%Y-%m-%d %H:%M:%S} {s.last_error.splitlines()[-1]}"
-            self.stdout.write(f"{s.name:<12} {s.checkpoint:>10} {s.head:>10} {s.lag:>8}  {error}")
+        rows = [
+            (s.name, s.checkpoint, s.head, s.last_error, s.failed_at) for s in projector.status()
+        ]
+        # Other feed readers keep their checkpoints in the same table: the outbox relay's lag
+        # is as much a part of "how current is everything" as a read model's.
+        named = {row[0] for row in rows}
+        head = rows[0][2] if rows else projector.store.head_position()
+        with Database(projector.db.url) as db:
+            others = checkpoints.read_all(db)
+        for name, c in sorted(others.items()):
+            if name not in named:
+                rows.append((name, c.position, head, c.last_error, c.failed_at))
+        for line in checkpoint_lines(rows):
+            self.stdout.write(line)
 
     def run(self, projector: Projector, db_url: str) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

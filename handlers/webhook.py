@@ -1,0 +1,183 @@
+"""The Functions host's Event Grid HTTP trigger: ``/runtime/webhooks/EventGrid?functionName=``.
+
+Event Grid pushes to an Azure Function at this URL of the Functions host. The local host answers
+it the same way, so the emulator (``magictoolbox eventgrid-emulator``) pushes to our functions
+exactly as Event Grid pushes to Azure:
+
+- the Event Grid schema validation handshake (``aeg-event-type: SubscriptionValidation``) and the
+  CloudEvents ``OPTIONS`` abuse-protection handshake;
+- a notification runs the named function once per event, as ``func.EventGridEvent``, whichever
+  schema the events came in; 200 once every event ran, 500 if one raised — Event Grid then
+  retries the whole delivery on its schedule and dead-letters it after the last attempt, so the
+  functions' idempotence (they act on the execution's stream) makes retries harmless;
+- 404 for an unknown function, 400 for a malformed body, 413 over 1 MB, each as problem+json.
+
+``GET /admin/host/status`` answers ``{"state": "Running"}``, as the real host does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qs
+
+import azure.functions as func
+import orjson
+
+from handlers.host import EventSubscription
+from services.eventgrid import protocol
+
+log = logging.getLogger(__name__)
+
+PATH = "/runtime/webhooks/EventGrid"
+STATUS_PATH = "/admin/host/status"
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def function_event(event: protocol.DeliveredEvent) -> func.EventGridEvent:
+    return func.EventGridEvent(
+        id=event.id,
+        data=event.data,
+        topic=event.source,
+        subject=event.subject,
+        event_type=event.type,
+        event_time=event.time,
+        data_version=event.data_version,
+    )
+
+
+class EventGridTrigger:
+    """An ASGI app that invokes the app's Event Grid-triggered functions by name."""
+
+    def __init__(self, subscriptions: list[EventSubscription], *, workers: int = 8) -> None:
+        self.functions = {s.name: s for s in subscriptions}
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="trigger")
+        self.invocations = 0
+        self.failures = 0
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        if path == STATUS_PATH and method == "GET":
+            await _json(send, 200, {"state": "Running"})
+            return
+        if path.rstrip("/") != PATH:
+            await _problem(send, 404, "not_found", f"nothing at {path}")
+            return
+        query = parse_qs(scope.get("query_string", b"").decode())
+        name = (query.get("functionName") or [""])[0]
+        subscription = self.functions.get(name)
+        if subscription is None:
+            await _problem(send, 404, "unknown_function", f"the app has no function {name!r}")
+            return
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        if method == "OPTIONS":
+            answer = protocol.abuse_protection_headers(headers)
+            if answer is None:
+                await _problem(send, 400, "missing_origin", "WebHook-Request-Origin is missing")
+                return
+            await _respond(send, 200, b"", list(answer.items()))
+            return
+        if method != "POST":
+            await _problem(send, 405, "method_not_allowed", f"{method} is not allowed here")
+            return
+        try:
+            body = await _read_body(receive, headers)
+            events = protocol.parse_events(body)
+            code = protocol.validation_code(events)
+        except _TooLarge:
+            await _problem(send, 413, "payload_too_large", "a delivery is at most 1 MB")
+            return
+        except protocol.MalformedEvents as exc:
+            await _problem(send, 400, exc.code, str(exc))
+            return
+        kind = headers.get(protocol.AEG_EVENT_TYPE, protocol.NOTIFICATION)
+        if code is not None or kind == protocol.SUBSCRIPTION_VALIDATION:
+            if code is None:
+                await _problem(send, 400, "malformed_events", "no validation code in the body")
+                return
+            await _json(send, 200, protocol.validation_response(code))
+            return
+        error = await self._invoke(subscription, events)
+        if error is not None:
+            await _problem(send, 500, "function_failed", error)
+            return
+        await _respond(send, 200, b"", [])
+
+    async def _invoke(
+        self, subscription: EventSubscription, events: list[protocol.DeliveredEvent]
+    ) -> str | None:
+        loop = asyncio.get_running_loop()
+        for event in events:
+
+            def call(event: protocol.DeliveredEvent = event) -> None:
+                subscription.function(**{subscription.arg_name: function_event(event)})
+
+            self.invocations += 1
+            try:
+                await loop.run_in_executor(self._pool, call)
+            except Exception as exc:
+                self.failures += 1
+                log.warning("function %s failed on %s: %s", subscription.name, event.id, exc)
+                return f"{subscription.name} failed on {event.id}: {type(exc).__name__}: {exc}"
+        return None
+
+
+async def _read_body(receive: Receive, headers: Mapping[str, str]) -> bytes:
+    limit = protocol.MAX_BATCH_BYTES
+    declared = headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers]
+    raw.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _json(send: Send, status: int, doc: Any) -> None:
+    await _respond(send, status, orjson.dumps(doc), [("content-type", "application/json")])
+
+
+async def _problem(send: Send, status: int, code: str, detail: str) -> None:
+    doc = {  # the shape of the web API's problems (web.api.problems.body)
+        "type": f"https://magictoolbox.dev/problems/{code.replace('_', '-')}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    await _respond(send, status, orjson.dumps(doc), [("content-type", "application/problem+json")])
