@@ -11,8 +11,10 @@ timer publishes whatever that left, e.g. while the web is down). Each function i
 The subject and type filters live on the trigger bindings (``subjectBeginsWith``,
 ``includedEventTypes``): Azure ignores them there, and they are what the Event Grid
 subscriptions in ``infra/`` are generated from and what the local host filters by, so the
-routing is written once. Schedules are ``%APP_SETTING%`` references, resolved from app settings
-(``handlers.wiring.DEFAULT_SCHEDULES`` locally).
+routing is written once. Event Grid delivers CloudEvents (the topic's schema), which the Python
+worker hands over as ``func.CloudEvent``; the local host's feed delivery hands
+``func.EventGridEvent``s, and ``handlers.work`` takes either. Schedules are ``%APP_SETTING%``
+references, resolved from app settings (``handlers.wiring.DEFAULT_SCHEDULES`` locally).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def _tools(category: str) -> str:
 @app.event_grid_trigger(
     arg_name="event", subject_begins_with=_tools("encoders"), included_event_types=READY_FOR_WORK
 )
-def encoders(event: func.EventGridEvent) -> None:
+def encoders(event: func.CloudEvent) -> None:
     work.on_execution_event(dependencies(), event)
 
 
@@ -44,7 +46,7 @@ def encoders(event: func.EventGridEvent) -> None:
 @app.event_grid_trigger(
     arg_name="event", subject_begins_with=_tools("data"), included_event_types=READY_FOR_WORK
 )
-def data(event: func.EventGridEvent) -> None:
+def data(event: func.CloudEvent) -> None:
     work.on_execution_event(dependencies(), event)
 
 
@@ -52,7 +54,7 @@ def data(event: func.EventGridEvent) -> None:
 @app.event_grid_trigger(
     arg_name="event", subject_begins_with=_tools("image"), included_event_types=READY_FOR_WORK
 )
-def image(event: func.EventGridEvent) -> None:
+def image(event: func.CloudEvent) -> None:
     work.on_execution_event(dependencies(), event)
 
 
@@ -60,7 +62,7 @@ def image(event: func.EventGridEvent) -> None:
 @app.event_grid_trigger(
     arg_name="event", subject_begins_with=_tools("pdf"), included_event_types=READY_FOR_WORK
 )
-def pdf(event: func.EventGridEvent) -> None:
+def pdf(event: func.CloudEvent) -> None:
     work.on_execution_event(dependencies(), event)
 
 
@@ -68,7 +70,7 @@ def pdf(event: func.EventGridEvent) -> None:
 @app.event_grid_trigger(
     arg_name="event", subject_begins_with=_tools("video"), included_event_types=READY_FOR_WORK
 )
-def video(event: func.EventGridEvent) -> None:
+def video(event: func.CloudEvent) -> None:
     work.on_execution_event(dependencies(), event)
 
 

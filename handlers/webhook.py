@@ -27,6 +27,8 @@ from urllib.parse import parse_qs
 
 import azure.functions as func
 import orjson
+from azure.functions.eventgrid import EventGridEventInConverter
+from azure.functions.meta import Datum
 
 from handlers.host import EventSubscription
 from services.eventgrid import protocol
@@ -45,16 +47,34 @@ class _TooLarge(Exception):
     pass
 
 
-def function_event(event: protocol.DeliveredEvent) -> func.EventGridEvent:
-    return func.EventGridEvent(
-        id=event.id,
-        data=event.data,
-        topic=event.source,
-        subject=event.subject,
-        event_type=event.type,
-        event_time=event.time,
-        data_version=event.data_version,
-    )
+def function_event(event: protocol.DeliveredEvent) -> func.EventGridEvent | func.CloudEvent:
+    """The argument the Python worker passes an Event Grid trigger for this event, made by the
+    worker's own converter: a ``func.CloudEvent`` for CloudEvents, else a ``func.EventGridEvent``.
+    """
+    datum = Datum(type="json", value=orjson.dumps(dict(event.raw)).decode())
+    return EventGridEventInConverter.decode(datum, trigger_metadata=None)
+
+
+def event_subscriptions(
+    subscriptions: list[EventSubscription], base_url: str, **options: Any
+) -> list[dict[str, Any]]:
+    """Event Grid subscriptions (the emulator's config shape, ARM's names) that push each
+    function's events to the host at ``base_url``, filtered as its trigger binding declares."""
+    return [
+        {
+            "name": s.name,
+            "endpoint": f"{base_url.rstrip('/')}{PATH}?functionName={s.name}",
+            "eventDeliverySchema": protocol.CLOUDEVENTS,
+            "filter": {
+                "includedEventTypes": list(s.included_event_types),
+                "subjectBeginsWith": s.subject_begins_with,
+                "subjectEndsWith": s.subject_ends_with,
+            },
+            "maxEventsPerBatch": 1,
+            **options,
+        }
+        for s in subscriptions
+    ]
 
 
 class EventGridTrigger:

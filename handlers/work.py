@@ -53,15 +53,27 @@ def execution_id_of(subject: str) -> UUID:
         raise BadDelivery(f"subject {subject!r} does not end in an execution id") from None
 
 
-def on_execution_event(deps: Dependencies, event: func.EventGridEvent) -> RunReport:
+def event_type_of(event: func.EventGridEvent | func.CloudEvent) -> str:
+    """The type, whichever schema Event Grid delivered: the Functions worker hands a
+    ``func.CloudEvent`` (``type``) for CloudEvents, a ``func.EventGridEvent`` (``event_type``)
+    for the Event Grid schema."""
+    if isinstance(event, func.EventGridEvent):
+        return event.event_type
+    return event.type
+
+
+def on_execution_event(
+    deps: Dependencies, event: func.EventGridEvent | func.CloudEvent
+) -> RunReport:
     """Run the execution's next attempt if it is waiting for one (Submitted/Uploaded/Retried)."""
-    execution_id = execution_id_of(event.subject)
+    execution_id = execution_id_of(event.subject or "")
     trace = Trace(causation_id=event.id)
+    event_type = event_type_of(event)
     # Sync executions run inline in the request that submitted them; only their retries
     # come here (the request is long gone by then).
-    async_only = not event.event_type.endswith(f".{Retried.name}")
+    async_only = not event_type.endswith(f".{Retried.name}")
     report = deps.runner().run(execution_id, trace, async_only=async_only)
-    log.info("%s %s: %s %s", event.event_type, execution_id, report.outcome, report.detail)
+    log.info("%s %s: %s %s", event_type, execution_id, report.outcome, report.detail)
     return report
 
 

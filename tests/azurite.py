@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import IN_CI
 
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 AZURITE = PROJECT_ROOT / "var" / "node" / "node_modules" / ".bin" / "azurite-blob"
 INSTALL_HINT = "npm install --prefix var/node azurite@3.35.0"
 # Azurite's published development account: a well-known key, not a secret.

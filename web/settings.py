@@ -92,6 +92,12 @@ if not SECRET_KEY:
         raise ImproperlyConfigured("SECRET_KEY must be set outside the local deployment")
     SECRET_KEY = _local_secret_key()
 ALLOWED_HOSTS = _env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+# Behind a proxy that ends HTTPS (Azure Container Apps' ingress), the request Django sees is
+# plain HTTP; the proxy's X-Forwarded-Proto says what the browser used. Trust it only there:
+# anywhere else a client could claim HTTPS with that header.
+if _env_bool("BEHIND_HTTPS_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS", "")
 
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'magictoolbox.sqlite3'}"
 DATABASES = {"default": _django_database(DATABASE_URL)}
@@ -245,14 +251,14 @@ SPECTACULAR_SETTINGS = {
 # Live updates (django-eventstream): who may read which channel is web.ui.live's decision.
 EVENTSTREAM_CHANNELMANAGER_CLASS = "web.live.ChannelManager"
 if os.environ.get("EVENTSTREAM_REDIS"):
-    from urllib.parse import urlsplit as _urlsplit
+    from urllib.parse import unquote as _unquote, urlsplit as _urlsplit
 
     _redis = _urlsplit(os.environ["EVENTSTREAM_REDIS"])
     EVENTSTREAM_REDIS = {
         "host": _redis.hostname or "127.0.0.1",
         "port": _redis.port or 6379,
         "db": int((_redis.path or "/0").lstrip("/") or 0),
-        "password": _redis.password,
+        "password": _unquote(_redis.password) if _redis.password else None,  # keys hold "/"
         "ssl": _redis.scheme == "rediss",  # Azure Cache for Redis: rediss://:key@host:6380/0
     }
 
