@@ -6,10 +6,14 @@ magictoolbox functions --http          serve the Event Grid HTTP trigger (Event 
 magictoolbox functions deadletters     list deliveries that ran out of attempts
 magictoolbox functions redrive ID…     deliver dead letters again (--all for every one)
 magictoolbox functions list            the app's functions and their triggers
+magictoolbox functions subscriptions --url URL
+                                       Event Grid subscriptions (JSON, the emulator's config
+                                       shape) pushing each function's events to a host at URL
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 from typing import Any
@@ -21,6 +25,7 @@ from handlers import wiring
 from handlers.deadletters import DeadLetterStore
 from handlers.function_app import app as function_app
 from handlers.host import read_bindings, redrive
+from handlers.webhook import event_subscriptions
 from web import bootstrap
 
 
@@ -29,7 +34,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "action", nargs="?", default="run", choices=["run", "deadletters", "redrive", "list"]
+            "action",
+            nargs="?",
+            default="run",
+            choices=["run", "deadletters", "redrive", "list", "subscriptions"],
         )
         parser.add_argument("ids", nargs="*", help="dead letter ids (redrive)")
         parser.add_argument("--all", action="store_true", help="redrive every dead letter")
@@ -44,6 +52,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--host", default="127.0.0.1", help="address for --http")
         parser.add_argument("--port", type=int, default=7071, help="port for --http")
+        parser.add_argument(
+            "--url", default="http://127.0.0.1:7071", help="the host's base URL (subscriptions)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         letters = DeadLetterStore(settings.DATABASE_URL)
@@ -58,6 +69,10 @@ class Command(BaseCommand):
                 self.stdout.write(f"{s.name:<12} eventGrid  {s.subject_begins_with}*  [{types}]")
             for t in timers:
                 self.stdout.write(f"{t.name:<12} timer      {t.schedule}")
+        elif action == "subscriptions":
+            subscriptions, _ = read_bindings(function_app)
+            doc = event_subscriptions(subscriptions, options["url"])
+            self.stdout.write(json.dumps(doc, indent=2))
         elif action == "deadletters":
             rows = letters.list()
             for row in rows:
