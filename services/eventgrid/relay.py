@@ -88,28 +88,6 @@ class RelayStatus:
         return max(self.head - self.checkpoint, 0)
 
 
-def cloud_event(event: RecordedEvent) -> Any:
-    """The stored event as the SDK's ``CloudEvent``, with the store's id, time and extensions."""
-    from azure.core.messaging import CloudEvent
-
-    extensions: dict[str, Any] = {
-        "streamversion": event.version,
-        "streamposition": event.position,
-        "dataschemaversion": event.schema_version,
-    }
-    extensions.update(event.metadata)
-    return CloudEvent(
-        source=event.source,
-        type=event.type,
-        data=event.data,
-        subject=event.subject or None,
-        id=str(event.id),
-        time=event.time,
-        datacontenttype="application/json",
-        extensions=extensions,
-    )
-
-
 def encoded_size(event: RecordedEvent) -> int:
     """The event's CloudEvent JSON size, as Event Grid counts it against the 1 MB limit."""
     return len(orjson.dumps(event.to_cloudevent())) + 1  # the comma between events
@@ -216,10 +194,11 @@ class OutboxRelay:
     def _publish(self, batch: list[RecordedEvent], stop: threading.Event) -> bool:
         while True:
             try:
-                # The relay retries with its own backoff and records each failure; the SDK's
-                # retries would only hide them. (Per call: the client drops pipeline options
-                # given to its constructor for basic topics.)
-                self.publisher.send([cloud_event(e) for e in batch], retry_total=0)
+                # The stored CloudEvent as the SDK's dict form: the bytes the store hashed, and
+                # no model objects on the way. The relay retries with its own backoff and
+                # records each failure; the SDK's own retries would only hide them (per call:
+                # the client drops pipeline options given to its constructor for basic topics).
+                self.publisher.send([e.to_cloudevent() for e in batch], retry_total=0)
             except Exception as exc:
                 self._record_failure(exc)
                 delay = self.backoff.delay(self.status.failures)

@@ -1,0 +1,265 @@
+"""MagicToolbox in "Azure mode", offline: every process and wire of the Azure deployment, on
+127.0.0.1, with the real SDKs.
+
+    web (make run's server)  ──append──▶  PostgreSQL  ◀──append── functions host (HTTP trigger)
+        │ relay (azure-eventgrid SDK)                                  ▲
+        ▼                                                              │ push, per function
+    Event Grid emulator ──push──▶ web receiver /eventgrid/events, a second subscriber, …
+                                                                   (blobs: Azurite)
+
+Each part is the command a deployment runs: ``magictoolbox run`` (web, projector, relay),
+``magictoolbox functions --http`` (the Functions host's Event Grid trigger) and
+``magictoolbox eventgrid-emulator`` (Event Grid), so the test proves the commands, not a
+rearrangement of their insides.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from handlers.function_app import app as function_app
+from handlers.host import read_bindings
+from handlers.webhook import STATUS_PATH, event_subscriptions
+from tests.conftest import PG_URL
+from tests.services.eventgrid.receiver import Receiver
+from tests.web.support import ROOT, cli_command, cli_env, free_port, run_cli, wait_healthy
+
+TOPIC_KEY = "e2e-topic-key"
+RECEIVER_KEY = "e2e-receiver-key"
+RETRY_SCALE = "0.002"  # Event Grid's 10 s, 30 s, 1 min… become 20 ms, 60 ms, 120 ms…
+
+
+@dataclass
+class Process:
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Process:
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                self.command, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
+        return self
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        if kill:
+            self.process.kill()
+        else:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def wait_for_url(url: str, process: Process, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        assert process.process is not None
+        if process.process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{process.name} did not come up at {url}\n{process.tail()}")
+        time.sleep(0.1)
+
+
+@dataclass
+class AzureMode:
+    web_url: str
+    emulator_url: str
+    topic_endpoint: str
+    functions_url: str
+    database_url: str
+    azurite: str
+    audit: Receiver  # a second subscriber: another system that follows runs
+    broken: Receiver  # a subscriber that always fails: retried, then dead-lettered
+    env: dict[str, str]
+    processes: dict[str, Process] = field(default_factory=dict)
+    token: str = ""
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.web_url, headers={"Authorization": f"Token {self.token}"}, timeout=30
+        )
+
+    def emulator_status(self) -> dict[str, Any]:
+        return httpx.get(f"{self.emulator_url}/emulator/status", timeout=10).json()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.tail()}" for p in self.processes.values())
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    schema = f"mt_e2e_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{PG_URL}?schema={schema}"
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def emulator_config(
+    functions_url: str, web_url: str, audit: Receiver, broken: Receiver, azurite: str
+) -> dict[str, Any]:
+    subscriptions, _ = read_bindings(function_app)
+    retry = {"retryPolicy": {"maxDeliveryAttempts": 30, "eventTimeToLiveInMinutes": 1440}}
+    return {
+        "topic": {"name": "magictoolbox-e2e", "key": TOPIC_KEY},
+        "deadLetter": {"storage": azurite, "container": "deadletters"},
+        "subscriptions": [
+            *event_subscriptions(subscriptions, functions_url, deadLetter=True, **retry),
+            {
+                "name": "web",
+                "endpoint": f"{web_url}/eventgrid/events",
+                "eventDeliverySchema": "CloudEventSchemaV1_0",
+                "filter": {"subjectBeginsWith": "/tools/"},
+                "deliveryAttributeMappings": [
+                    {
+                        "name": "X-MagicToolbox-Key",
+                        "type": "Static",
+                        "properties": {"value": RECEIVER_KEY, "isSecret": True},
+                    }
+                ],
+                "maxEventsPerBatch": 50,
+                **retry,
+            },
+            {
+                "name": "audit",
+                "endpoint": audit.url,
+                "eventDeliverySchema": "CloudEventSchemaV1_0",
+                "filter": {"subjectBeginsWith": "/tools/"},
+                "maxEventsPerBatch": 10,
+                **retry,
+            },
+            {
+                "name": "broken",
+                "endpoint": broken.url,
+                "eventDeliverySchema": "CloudEventSchemaV1_0",
+                "filter": {"subjectBeginsWith": "/tools/image/"},
+                "retryPolicy": {"maxDeliveryAttempts": 3, "eventTimeToLiveInMinutes": 1440},
+                "deadLetter": True,
+            },
+        ],
+    }
+
+
+@contextmanager
+def azure_mode(workdir: Path, azurite: str) -> Iterator[AzureMode]:
+    with ExitStack() as stack:
+        database_url = stack.enter_context(postgres_schema())
+        audit = stack.enter_context(Receiver())
+        broken = stack.enter_context(Receiver(default=500))
+        web_port, functions_port, emulator_port = free_port(), free_port(), free_port()
+        emulator_url = f"http://127.0.0.1:{emulator_port}"
+        env = cli_env(
+            DATABASE_URL=database_url,
+            BLOB_STORAGE=azurite,
+            SECRET_KEY="e2e-secret-key",
+            MAGICTOOLBOX_DEPLOYMENT="e2e",
+            ALLOWED_HOSTS="127.0.0.1,localhost",
+            EVENTGRID_TOPIC_ENDPOINT=f"{emulator_url}/api/events",
+            EVENTGRID_TOPIC_KEY=TOPIC_KEY,
+            EVENTGRID_RECEIVER_KEY=RECEIVER_KEY,
+            RETRY_BACKOFF_SECONDS="1",
+            SWEEP_SCHEDULE="*/2 * * * * *",
+            RETENTION_SCHEDULE="0 0 0 1 1 *",
+            RELAY_SCHEDULE="*/5 * * * * *",
+            API_THROTTLE_USER="100000/min",
+            API_THROTTLE_SUBMIT="100000/min",
+        )
+        mode = AzureMode(
+            web_url=f"http://127.0.0.1:{web_port}",
+            emulator_url=emulator_url,
+            topic_endpoint=f"{emulator_url}/api/events",
+            functions_url=f"http://127.0.0.1:{functions_port}",
+            database_url=database_url,
+            azurite=azurite,
+            audit=audit,
+            broken=broken,
+            env=env,
+        )
+        migrated = run_cli("migrate", "--verbosity", "0", timeout=120, **env)
+        assert migrated.returncode == 0, migrated.stderr
+        mode.token = create_user_with_token(env)
+
+        def started(process: Process) -> Process:
+            mode.processes[process.name] = process.start()
+            stack.callback(process.stop)
+            return process
+
+        functions = started(
+            Process(
+                "functions",
+                cli_command("functions", "--http", "--no-projector", "--port", str(functions_port)),
+                env,
+                workdir / "functions.log",
+            )
+        )
+        web = started(
+            Process("web", cli_command("run", "--port", str(web_port)), env, workdir / "web.log")
+        )
+        wait_for_url(f"{mode.functions_url}{STATUS_PATH}", functions)
+        assert web.process is not None
+        wait_healthy(mode.web_url, web.process, log=web.log)
+        config = workdir / "eventgrid.json"
+        config.write_text(
+            json.dumps(emulator_config(mode.functions_url, mode.web_url, audit, broken, azurite))
+        )
+        emulator = started(
+            Process(
+                "emulator",
+                cli_command(
+                    "eventgrid-emulator",
+                    "--config",
+                    str(config),
+                    "--port",
+                    str(emulator_port),
+                    "--retry-scale",
+                    RETRY_SCALE,
+                ),
+                env,
+                workdir / "emulator.log",
+            )
+        )
+        wait_for_url(f"{emulator_url}/emulator/status", emulator)
+        yield mode
+
+
+def create_user_with_token(env: dict[str, str]) -> str:
+    script = (
+        "from django.contrib.auth import get_user_model;"
+        "from rest_framework.authtoken.models import Token;"
+        "u = get_user_model().objects.create_user('e2e', password='e2e-password');"
+        "print(Token.objects.create(user=u).key)"
+    )
+    made = run_cli("shell", "-c", script, **env)
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip().splitlines()[-1]
