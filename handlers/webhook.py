@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from typing import Any
@@ -41,10 +41,6 @@ STATUS_PATH = "/admin/host/status"
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def function_event(event: protocol.DeliveredEvent) -> func.EventGridEvent | func.CloudEvent:
@@ -122,11 +118,11 @@ class EventGridTrigger:
             await _problem(send, 405, "method_not_allowed", f"{method} is not allowed here")
             return
         try:
-            body = await _read_body(receive, headers)
+            body = await protocol.read_body(receive, headers)
             events = protocol.parse_events(body)
             code = protocol.validation_code(events)
-        except _TooLarge:
-            await _problem(send, 413, "payload_too_large", "a delivery is at most 1 MB")
+        except protocol.TooLarge as exc:
+            await _problem(send, 413, exc.code, str(exc))
             return
         except protocol.MalformedEvents as exc:
             await _problem(send, 400, exc.code, str(exc))
@@ -161,24 +157,6 @@ class EventGridTrigger:
                 log.warning("function %s failed on %s: %s", subscription.name, event.id, exc)
                 return f"{subscription.name} failed on {event.id}: {type(exc).__name__}: {exc}"
         return None
-
-
-async def _read_body(receive: Receive, headers: Mapping[str, str]) -> bytes:
-    limit = protocol.MAX_BATCH_BYTES
-    declared = headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
 
 
 async def _respond(send: Send, status: int, body: bytes, headers: list[tuple[str, str]]) -> None:

@@ -150,7 +150,12 @@ class Emulator:
             raise Refused(400, "BadRequest", "the api-version query parameter is required")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         self._authenticate(headers)
-        body = await _read_body(receive, headers)
+        try:
+            body = await protocol.read_body(receive, headers)
+        except protocol.TooLarge as exc:
+            raise Refused(413, "RequestEntityTooLarge", str(exc)) from None
+        except protocol.MalformedEvents as exc:
+            raise Refused(400, "BadRequest", str(exc)) from None
         events = self._parse(body, headers.get("content-type", ""))
         received = time.monotonic()
         for subscriber in self.subscribers.values():
@@ -208,26 +213,6 @@ class Emulator:
         if subscriber is None or not subscriber.validate((query.get("code") or [""])[0]):
             raise Refused(400, "BadRequest", "no pending subscription has this validation code")
         await _respond(send, 200, b"Webhook successfully validated.", "text/plain")
-
-
-async def _read_body(receive: Receive, headers: dict[str, str]) -> bytes:
-    limit = protocol.MAX_BATCH_BYTES
-    declared = headers.get("content-length", "")
-    too_large = Refused(413, "RequestEntityTooLarge", f"a publish is at most {limit} bytes")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise Refused(400, "BadRequest", "the client went away")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise too_large  # uvicorn discards the rest of the body
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
 
 
 async def _respond(send: Send, status: int, body: bytes, content_type: str = "") -> None:

@@ -13,7 +13,7 @@ wants the events before the first delivery, with one handshake per schema:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,6 +41,38 @@ class MalformedEvents(ValueError):
     """A body that is not a batch of events in either schema."""
 
     code = "malformed_events"
+
+
+class TooLarge(ValueError):
+    """A body over Event Grid's 1 MB: not a publish, not a delivery."""
+
+    code = "payload_too_large"
+
+
+async def read_body(
+    receive: Callable[[], Awaitable[dict[str, Any]]],
+    headers: Mapping[str, str],
+    limit: int = MAX_BATCH_BYTES,
+) -> bytes:
+    """An ASGI request's body, refused (``TooLarge``) as soon as it is known to pass ``limit``:
+    by its Content-Length, else while reading, so no more than ``limit`` bytes are ever held.
+    ``headers`` are lower-case."""
+    declared = headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"a batch is at most {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise MalformedEvents("the client went away before the body ended")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"a batch is at most {limit} bytes")  # the server drops the rest
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
 
 
 @dataclass(frozen=True, slots=True)
