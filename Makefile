@@ -12,7 +12,7 @@ AZURITE := var/node/node_modules/.bin/azurite-blob
 
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: venv pg azurite chromium lint test run bench clean
+.PHONY: venv pg azurite chromium lint test run run-azure bench clean
 
 # The stamp depends on pyproject.toml, so editing dependencies reinstalls on the next make.
 $(VENV)/.installed: pyproject.toml
@@ -59,6 +59,11 @@ test: $(VENV)/.installed $(AZURITE) $(CHROMIUM) pg lint
 
 run: $(VENV)/.installed
 	$(BIN)/magictoolbox run --host $(HOST) --port $(PORT)
+
+# Azure mode on this machine: the relay, the Event Grid emulator, the Functions HTTP trigger and
+# Azurite, each as its own process (DATABASE_URL=postgresql://… for PostgreSQL, as in Azure).
+run-azure: $(VENV)/.installed $(AZURITE)
+	$(BIN)/magictoolbox run-azure --host $(HOST) --port $(PORT)
 
 bench: $(VENV)/.installed-bench pg
 	$(BIN)/python -m tests.bench

@@ -16,23 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from services.blobs.azure import azurite_connection_string
 from tests.conftest import IN_CI
+
+__all__ = ["azurite", "azurite_connection_string", "free_port"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 AZURITE = PROJECT_ROOT / "var" / "node" / "node_modules" / ".bin" / "azurite-blob"
 INSTALL_HINT = "npm install --prefix var/node azurite@3.35.0"
-# Azurite's published development account: a well-known key, not a secret.
-AZURITE_ACCOUNT = "devstoreaccount1"
-AZURITE_KEY = (
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
-
-
-def azurite_connection_string(port: int) -> str:
-    return (
-        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-        f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
-    )
 
 
 def free_port() -> int:

@@ -53,6 +53,21 @@ from services.blobs.store import (
 )
 
 BLOCK_SIZE = 4 * 1024 * 1024
+# Azurite's published development account (the Azure Storage emulator): a well-known key, not a
+# secret. ``make run-azure`` and the tests use it.
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+def azurite_connection_string(port: int, host: str = "127.0.0.1") -> str:
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+        f"BlobEndpoint=http://{host}:{port}/{AZURITE_ACCOUNT};"
+    )
+
+
 # Without these the first GET of a download pulls up to 32 MiB into memory.
 CLIENT_DEFAULTS: dict[str, Any] = {
     "max_single_get_size": BLOCK_SIZE,

@@ -167,9 +167,15 @@ class Subscriber:
         if self._client is not None:
             await self._client.aclose()
 
+    @property
+    def shown_endpoint(self) -> str:
+        """The endpoint without its query, which may carry a key (as Event Grid shows only
+        ``endpointBaseUrl``)."""
+        return self.subscription.endpoint.split("?", 1)[0]
+
     def status(self) -> dict[str, Any]:
         return {
-            "endpoint": self.subscription.endpoint,
+            "endpoint": self.shown_endpoint,
             "deliverySchema": self.subscription.delivery_schema,
             "state": self.state,
             "active": self.state == ACTIVE,
@@ -225,7 +231,7 @@ class Subscriber:
             )
             return
         self.state, self.handshake_error = ACTIVE, None
-        log.info("subscription %s is active (%s)", self.name, self.subscription.endpoint)
+        log.info("subscription %s is active (%s)", self.name, self.shown_endpoint)
         carried: Accepted | None = None  # taken from the queue, but too big for the last batch
         while True:
             await self._slots.acquire()

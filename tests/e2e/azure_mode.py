@@ -1,5 +1,5 @@
 """MagicToolbox in "Azure mode", offline: every process and wire of the Azure deployment, on
-127.0.0.1, with the real SDKs.
+127.0.0.1, with the real SDKs, as ``magictoolbox run-azure`` starts them.
 
     web (make run's server)  ──append──▶  PostgreSQL  ◀──append── functions host (HTTP trigger)
         │ relay (azure-eventgrid SDK)                                  ▲
@@ -9,7 +9,7 @@
 
 Each part is the command a deployment runs: ``magictoolbox run`` (web, projector, relay),
 ``magictoolbox functions --http`` (the Functions host's Event Grid trigger) and
-``magictoolbox eventgrid-emulator`` (Event Grid), so the test proves the commands, not a
+``magictoolbox eventgrid-emulator`` (Event Grid), so the tests prove the commands, not a
 rearrangement of their insides.
 """
 
@@ -29,12 +29,9 @@ from typing import Any
 import httpx
 import psycopg
 
-from handlers.function_app import app as function_app
-from handlers.host import read_bindings
-from handlers.webhook import STATUS_PATH, event_subscriptions
 from tests.conftest import PG_URL
 from tests.services.eventgrid.receiver import Receiver
-from tests.web.support import ROOT, cli_command, cli_env, free_port, run_cli, wait_healthy
+from tests.web.support import ROOT, cli_command, cli_env, free_port, run_cli
 
 TOPIC_KEY = "e2e-topic-key"
 RECEIVER_KEY = "e2e-receiver-key"
@@ -126,53 +123,32 @@ def postgres_schema() -> Iterator[str]:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
-def emulator_config(
-    functions_url: str, web_url: str, audit: Receiver, broken: Receiver, azurite: str
-) -> dict[str, Any]:
-    subscriptions, _ = read_bindings(function_app)
+def extra_subscriptions(audit: Receiver, broken: Receiver) -> list[dict[str, Any]]:
     retry = {"retryPolicy": {"maxDeliveryAttempts": 30, "eventTimeToLiveInMinutes": 1440}}
-    return {
-        "topic": {"name": "magictoolbox-e2e", "key": TOPIC_KEY},
-        "deadLetter": {"storage": azurite, "container": "deadletters"},
-        "subscriptions": [
-            *event_subscriptions(subscriptions, functions_url, deadLetter=True, **retry),
-            {
-                "name": "web",
-                "endpoint": f"{web_url}/eventgrid/events",
-                "eventDeliverySchema": "CloudEventSchemaV1_0",
-                "filter": {"subjectBeginsWith": "/tools/"},
-                "deliveryAttributeMappings": [
-                    {
-                        "name": "X-MagicToolbox-Key",
-                        "type": "Static",
-                        "properties": {"value": RECEIVER_KEY, "isSecret": True},
-                    }
-                ],
-                "maxEventsPerBatch": 50,
-                **retry,
-            },
-            {
-                "name": "audit",
-                "endpoint": audit.url,
-                "eventDeliverySchema": "CloudEventSchemaV1_0",
-                "filter": {"subjectBeginsWith": "/tools/"},
-                "maxEventsPerBatch": 10,
-                **retry,
-            },
-            {
-                "name": "broken",
-                "endpoint": broken.url,
-                "eventDeliverySchema": "CloudEventSchemaV1_0",
-                "filter": {"subjectBeginsWith": "/tools/image/"},
-                "retryPolicy": {"maxDeliveryAttempts": 3, "eventTimeToLiveInMinutes": 1440},
-                "deadLetter": True,
-            },
-        ],
-    }
+    return [
+        {
+            "name": "audit",
+            "endpoint": audit.url,
+            "eventDeliverySchema": "CloudEventSchemaV1_0",
+            "filter": {"subjectBeginsWith": "/tools/"},
+            "maxEventsPerBatch": 10,
+            **retry,
+        },
+        {
+            "name": "broken",
+            "endpoint": broken.url,
+            "eventDeliverySchema": "CloudEventSchemaV1_0",
+            "filter": {"subjectBeginsWith": "/tools/image/"},
+            "retryPolicy": {"maxDeliveryAttempts": 3, "eventTimeToLiveInMinutes": 1440},
+            "deadLetter": True,
+        },
+    ]
 
 
 @contextmanager
 def azure_mode(workdir: Path, azurite: str) -> Iterator[AzureMode]:
+    """``magictoolbox run-azure`` on PostgreSQL and the session's Azurite, with two more
+    subscribers: ``audit`` (another system following runs) and ``broken`` (always 500)."""
     with ExitStack() as stack:
         database_url = stack.enter_context(postgres_schema())
         audit = stack.enter_context(Receiver())
@@ -185,7 +161,6 @@ def azure_mode(workdir: Path, azurite: str) -> Iterator[AzureMode]:
             SECRET_KEY="e2e-secret-key",
             MAGICTOOLBOX_DEPLOYMENT="e2e",
             ALLOWED_HOSTS="127.0.0.1,localhost",
-            EVENTGRID_TOPIC_ENDPOINT=f"{emulator_url}/api/events",
             EVENTGRID_TOPIC_KEY=TOPIC_KEY,
             EVENTGRID_RECEIVER_KEY=RECEIVER_KEY,
             RETRY_BACKOFF_SECONDS="1",
@@ -206,50 +181,19 @@ def azure_mode(workdir: Path, azurite: str) -> Iterator[AzureMode]:
             broken=broken,
             env=env,
         )
-        migrated = run_cli("migrate", "--verbosity", "0", timeout=120, **env)
-        assert migrated.returncode == 0, migrated.stderr
+        extra = workdir / "subscriptions.json"
+        extra.write_text(json.dumps(extra_subscriptions(audit, broken)))
+        command = cli_command(
+            "run-azure",
+            *("--port", str(web_port), "--functions-port", str(functions_port)),
+            *("--eventgrid-port", str(emulator_port), "--retry-scale", RETRY_SCALE),
+            *("--subscriptions", str(extra)),
+        )
+        process = Process("run-azure", command, env, workdir / "run-azure.log").start()
+        mode.processes["run-azure"] = process
+        stack.callback(process.stop)
+        wait_for_url(f"{emulator_url}/emulator/status", process, timeout=90)
         mode.token = create_user_with_token(env)
-
-        def started(process: Process) -> Process:
-            mode.processes[process.name] = process.start()
-            stack.callback(process.stop)
-            return process
-
-        functions = started(
-            Process(
-                "functions",
-                cli_command("functions", "--http", "--no-projector", "--port", str(functions_port)),
-                env,
-                workdir / "functions.log",
-            )
-        )
-        web = started(
-            Process("web", cli_command("run", "--port", str(web_port)), env, workdir / "web.log")
-        )
-        wait_for_url(f"{mode.functions_url}{STATUS_PATH}", functions)
-        assert web.process is not None
-        wait_healthy(mode.web_url, web.process, log=web.log)
-        config = workdir / "eventgrid.json"
-        config.write_text(
-            json.dumps(emulator_config(mode.functions_url, mode.web_url, audit, broken, azurite))
-        )
-        emulator = started(
-            Process(
-                "emulator",
-                cli_command(
-                    "eventgrid-emulator",
-                    "--config",
-                    str(config),
-                    "--port",
-                    str(emulator_port),
-                    "--retry-scale",
-                    RETRY_SCALE,
-                ),
-                env,
-                workdir / "emulator.log",
-            )
-        )
-        wait_for_url(f"{emulator_url}/emulator/status", emulator)
         yield mode
 
 

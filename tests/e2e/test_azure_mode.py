@@ -128,7 +128,7 @@ def test_a_subscriber_that_fails_is_retried_then_dead_lettered(
 
     def letters() -> list[dict[str, Any]]:
         found = []
-        for blob in container.list_blobs(name_starts_with="magictoolbox-e2e/broken/"):
+        for blob in container.list_blobs(name_starts_with="magictoolbox-local/broken/"):
             found += orjson.loads(container.download_blob(blob.name).readall())
         return [e for e in found if finished["id"] in e.get("subject", "")]
 

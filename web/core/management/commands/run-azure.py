@@ -1,0 +1,266 @@
+"""``magictoolbox run-azure`` (what ``make run-azure`` calls): Azure mode on one machine.
+
+The processes of the Azure deployment, each the command Azure would run, wired as Azure wires
+them, on 127.0.0.1:
+
+- **web** — ``magictoolbox run``, with the outbox relay publishing to the topic (the relay, the
+  projector and the Event Grid receiver ``/eventgrid/events``; no local Functions host);
+- **functions** — ``magictoolbox functions --http``: the Functions host's Event Grid trigger
+  ``/runtime/webhooks/EventGrid`` and the timers;
+- **eventgrid** — ``magictoolbox eventgrid-emulator``: the topic, with a subscription per Event
+  Grid function (from the app's bindings), one for the web receiver, and any given with
+  ``--subscriptions FILE`` (a JSON list in the emulator's config shape);
+- **azurite** — Blob Storage, unless ``BLOB_STORAGE`` names one.
+
+The database is whatever ``DATABASE_URL`` says (SQLite by default, PostgreSQL as in Azure). Keys
+are made up per run unless ``EVENTGRID_TOPIC_KEY`` / ``EVENTGRID_RECEIVER_KEY`` are set. Each
+process's output is shown with its name in front; Ctrl-C stops them all, the web first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import IO, Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from handlers.function_app import app as function_app
+from handlers.host import read_bindings
+from handlers.webhook import STATUS_PATH, event_subscriptions
+from services.blobs.azure import azurite_connection_string
+
+AZURITE = settings.BASE_DIR / "var" / "node" / "node_modules" / ".bin" / "azurite-blob"
+TOPIC_NAME = "magictoolbox-local"
+
+
+def emulator_config(
+    functions_url: str,
+    web_url: str,
+    topic_key: str,
+    receiver_key: str,
+    blob_storage: str,
+    extra: list[dict[str, Any]] = (),  # type: ignore[assignment]
+) -> dict[str, Any]:
+    """The topic and its subscriptions, as ``infra/`` subscribes them in Azure."""
+    subscriptions, _ = read_bindings(function_app)
+    retry = {"retryPolicy": {"maxDeliveryAttempts": 30, "eventTimeToLiveInMinutes": 1440}}
+    web = {
+        "name": "web",
+        "endpoint": f"{web_url}/eventgrid/events?code={receiver_key}",
+        "eventDeliverySchema": "CloudEventSchemaV1_0",
+        "deliveryAttributeMappings": [
+            {
+                "name": "X-MagicToolbox-Key",
+                "type": "Static",
+                "properties": {"value": receiver_key, "isSecret": True},
+            }
+        ],
+        "maxEventsPerBatch": 50,
+        "deadLetter": True,
+        **retry,
+    }
+    return {
+        "topic": {"name": TOPIC_NAME, "key": topic_key},
+        "deadLetter": {"storage": blob_storage, "container": "deadletters"},
+        "subscriptions": [
+            *event_subscriptions(subscriptions, functions_url, deadLetter=True, **retry),
+            web,
+            *extra,
+        ],
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Child:
+    """A child process whose output is copied to ours, each line after its name."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str], out: IO[str]) -> None:
+        self.name = name
+        self.process = subprocess.Popen(
+            command,
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            start_new_session=True,  # our Ctrl-C is ours to pass on, in order
+        )
+        self._copier = threading.Thread(target=self._copy, args=(out,), daemon=True)
+        self._copier.start()
+
+    def _copy(self, out: IO[str]) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            out.write(f"{self.name:>9} | {line}")
+            out.flush()
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.running():
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._copier.join(2)
+
+
+def wait_for(url: str, child: Child, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        if not child.running():
+            raise CommandError(f"{child.name} exited with {child.process.returncode}")
+        time.sleep(0.1)
+    raise CommandError(f"{child.name} did not answer at {url} in {timeout:.0f} s")
+
+
+class Command(BaseCommand):
+    help = "Run Azure mode locally: web + relay, Event Grid emulator, Functions HTTP trigger."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1", help="the web's address")
+        parser.add_argument("--port", type=int, default=settings.RUN_PORT, help="the web's port")
+        parser.add_argument("--functions-port", type=int, default=7071)
+        parser.add_argument("--eventgrid-port", type=int, default=6500)
+        parser.add_argument(
+            "--retry-scale", default="1.0", help="multiplies Event Grid's retry delays"
+        )
+        parser.add_argument(
+            "--subscriptions", type=Path, help="a JSON list of further subscriptions"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        extra = json.loads(options["subscriptions"].read_text()) if options["subscriptions"] else []
+        var = Path(settings.VAR_DIR)
+        web_url = f"http://127.0.0.1:{options['port']}"
+        functions_url = f"http://127.0.0.1:{options['functions_port']}"
+        eventgrid_url = f"http://127.0.0.1:{options['eventgrid_port']}"
+        functions_port, eventgrid_port = (
+            str(options["functions_port"]),
+            str(options["eventgrid_port"]),
+        )
+        env = dict(os.environ)
+        env.setdefault("EVENTGRID_TOPIC_KEY", secrets.token_urlsafe(24))
+        env.setdefault("EVENTGRID_RECEIVER_KEY", secrets.token_urlsafe(24))
+        env["EVENTGRID_TOPIC_ENDPOINT"] = f"{eventgrid_url}/api/events"
+        env["FUNCTIONS_IN_PROCESS"] = "false"
+        env["PYTHONUNBUFFERED"] = "1"
+        children: list[Child] = []
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            if not env.get("BLOB_STORAGE"):
+                env["BLOB_STORAGE"] = self._azurite(var, children)
+            config = var / "eventgrid-local.json"
+            config.write_text(
+                json.dumps(
+                    emulator_config(
+                        functions_url,
+                        web_url,
+                        env["EVENTGRID_TOPIC_KEY"],
+                        env["EVENTGRID_RECEIVER_KEY"],
+                        env["BLOB_STORAGE"],
+                        extra,
+                    ),
+                    indent=2,
+                )
+            )
+            magictoolbox = [sys.executable, "-m", "web.manage"]
+            functions = Child(
+                "functions",
+                [*magictoolbox, "functions", "--http", "--no-projector", "--port", functions_port],
+                env,
+                self.stdout,
+            )
+            children.append(functions)
+            web = Child(
+                "web",
+                [*magictoolbox, "run", "--host", options["host"], "--port", str(options["port"])],
+                env,
+                self.stdout,
+            )
+            children.append(web)
+            wait_for(f"{functions_url}{STATUS_PATH}", functions)
+            wait_for(f"{web_url}/healthz", web)
+            eventgrid = Child(
+                "eventgrid",
+                [
+                    *magictoolbox,
+                    *("eventgrid-emulator", "--config", str(config), "--port", eventgrid_port),
+                    *("--retry-scale", options["retry_scale"]),
+                ],
+                env,
+                self.stdout,
+            )
+            children.append(eventgrid)
+            wait_for(f"{eventgrid_url}/emulator/status", eventgrid)
+            self.stdout.write(
+                self.style.SUCCESS(f"Azure mode is running: {web_url}/ (Ctrl-C stops it all)")
+            )
+            self.stdout.write(f"  Event Grid topic: {eventgrid_url}/api/events  ({config})")
+            self.stdout.write(f"  Functions host:   {functions_url}/runtime/webhooks/EventGrid")
+            self.stdout.flush()
+            while not stop.is_set() and all(child.running() for child in children):
+                stop.wait(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for child in sorted(children, key=lambda c: c.name != "web"):  # the web first
+                child.stop()
+        self.stdout.write("Azure mode stopped.")
+
+    def _azurite(self, var: Path, children: list[Child]) -> str:
+        if not AZURITE.exists():
+            raise CommandError(f"Azurite is not installed at {AZURITE}: run `make azurite`")
+        port = free_port()
+        (var / "azurite").mkdir(exist_ok=True)
+        log = open(var / "azurite" / "azurite.log", "a")  # noqa: SIM115 (the child's lifetime)
+        child = Child(
+            "azurite",
+            [
+                *(str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port)),
+                *("--location", str(var / "azurite"), "--skipApiVersionCheck"),
+                *("--disableTelemetry", "--loose"),
+            ],
+            dict(os.environ),
+            log,
+        )
+        children.append(child)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if not child.running() or time.monotonic() > deadline:
+                    raise CommandError(
+                        "Azurite did not start (see var/azurite/azurite.log)"
+                    ) from None
+                time.sleep(0.1)
+        return azurite_connection_string(port)
