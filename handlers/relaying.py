@@ -7,6 +7,8 @@ relay for a deployment with an Event Grid topic (``EVENTGRID_TOPIC_ENDPOINT``), 
 
 from __future__ import annotations
 
+import threading
+
 from events.store import EventStore
 from projections import checkpoints
 from projections.db import Database
@@ -16,28 +18,38 @@ RELAY_CHECKPOINT = "relay"
 
 
 class ReadModelCheckpoint:
-    """A feed reader's checkpoint in the read models' ``proj_checkpoints`` table."""
+    """A feed reader's checkpoint in the read models' ``proj_checkpoints`` table.
+
+    One connection, kept (opening one on PostgreSQL costs more than the write) and reopened by
+    ``Database`` when it breaks; a lock, because the relay's thread and a status reader share it.
+    """
 
     def __init__(self, database_url: str, name: str = RELAY_CHECKPOINT) -> None:
         self.database_url = database_url
         self.name = name
+        self._db = Database(database_url)
+        self._lock = threading.Lock()
 
     def setup(self) -> None:
-        with Database(self.database_url) as db:
-            checkpoints.create_table(db, [self.name])
+        with self._lock:
+            checkpoints.create_table(self._db, [self.name])
 
     def load(self) -> int:
-        with Database(self.database_url) as db:
-            stored = checkpoints.read_all(db).get(self.name)
+        with self._lock:
+            stored = checkpoints.read_all(self._db).get(self.name)
         return stored.position if stored else 0
 
     def save(self, position: int) -> None:
-        with Database(self.database_url) as db:
-            checkpoints.advance(db, self.name, position)
+        with self._lock:
+            checkpoints.advance(self._db, self.name, position)
 
     def record_error(self, error: str) -> None:
-        with Database(self.database_url) as db:
-            checkpoints.record_error(db, self.name, error)
+        with self._lock:
+            checkpoints.record_error(self._db, self.name, error)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
 
 
 def relay_for(

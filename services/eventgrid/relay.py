@@ -88,28 +88,56 @@ class RelayStatus:
         return max(self.head - self.checkpoint, 0)
 
 
-def encoded_size(event: RecordedEvent) -> int:
-    """The event's CloudEvent JSON size, as Event Grid counts it against the 1 MB limit."""
-    return len(orjson.dumps(event.to_cloudevent())) + 1  # the comma between events
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Consecutive events as the CloudEvents the topic receives, and the feed position of the
+    last: where the checkpoint goes once the topic has them."""
+
+    events: list[dict[str, Any]]
+    last_position: int
+    first_position: int
 
 
 def batches(
     events: Sequence[RecordedEvent],
     budget: int = BATCH_BUDGET,
     max_events: int = MAX_BATCH_EVENTS,
-) -> Iterator[list[RecordedEvent]]:
-    """Consecutive runs of ``events`` each under ``budget`` bytes, in feed order."""
-    batch: list[RecordedEvent] = []
+) -> Iterator[Batch]:
+    """Consecutive runs of ``events``, in feed order, each under ``budget`` bytes as JSON (the
+    measure Event Grid applies to the 1 MB limit)."""
+    docs: list[dict[str, Any]] = []
+    first = previous = 0
     size = 2  # the array's brackets
     for event in events:
-        event_size = encoded_size(event)
-        if batch and (size + event_size > budget or len(batch) >= max_events):
-            yield batch
-            batch, size = [], 2
-        batch.append(event)
-        size += event_size
-    if batch:
-        yield batch
+        doc = event.to_cloudevent()
+        doc_size = len(orjson.dumps(doc)) + 1  # and a comma
+        if docs and (size + doc_size > budget or len(docs) >= max_events):
+            yield Batch(docs, previous, first)
+            docs, size = [], 2
+        if not docs:
+            first = event.position
+        docs.append(doc)
+        size += doc_size
+        previous = event.position
+    if docs:
+        yield Batch(docs, previous, first)
+
+
+class _PerCallOptionNotice(logging.Filter):
+    """The SDK hands a send's keyword options to its CloudEvent model too, which logs each as
+    "not a known attribute … will be ignored" while the pipeline honours it: true and useless."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.args
+            and record.args[0] == "retry_total"
+            and "is not a known attribute" in str(record.msg)
+        )
+
+
+logging.getLogger("azure.eventgrid._legacy._generated._serialization").addFilter(
+    _PerCallOptionNotice()
+)
 
 
 def event_grid_client(endpoint: str, key: str = "") -> Publisher:
@@ -161,10 +189,10 @@ class OutboxRelay:
                 for batch in batches(events, self.budget):
                     if not self._publish(batch, stop):
                         return sent
-                    position = batch[-1].position
+                    position = batch.last_position
                     self.checkpoint.save(position)
                     self.status.checkpoint = position
-                    sent += len(batch)
+                    sent += len(batch.events)
             return sent
 
     def run(self, stop: threading.Event) -> None:
@@ -191,21 +219,20 @@ class OutboxRelay:
         self.status.head = self.store.head_position()
         return self.status
 
-    def _publish(self, batch: list[RecordedEvent], stop: threading.Event) -> bool:
+    def _publish(self, batch: Batch, stop: threading.Event) -> bool:
         while True:
             try:
-                # The stored CloudEvent as the SDK's dict form: the bytes the store hashed, and
-                # no model objects on the way. The relay retries with its own backoff and
-                # records each failure; the SDK's own retries would only hide them (per call:
-                # the client drops pipeline options given to its constructor for basic topics).
-                self.publisher.send([e.to_cloudevent() for e in batch], retry_total=0)
+                # The relay retries with its own backoff and records each failure; the SDK's
+                # own retries would only hide them (per call: the client drops pipeline
+                # options given to its constructor for basic topics).
+                self.publisher.send(batch.events, retry_total=0)
             except Exception as exc:
                 self._record_failure(exc)
                 delay = self.backoff.delay(self.status.failures)
                 log.warning(
                     "relay: publishing %d events after position %d failed (%s); retrying in %.3gs",
-                    len(batch),
-                    batch[0].position - 1,
+                    len(batch.events),
+                    batch.first_position - 1,
                     self.status.last_error,
                     delay,
                 )
@@ -213,7 +240,7 @@ class OutboxRelay:
                     return False
                 continue
             now = datetime.now(UTC)
-            self.status.published += len(batch)
+            self.status.published += len(batch.events)
             self.status.batches += 1
             self.status.failures = 0
             self.status.published_at = now

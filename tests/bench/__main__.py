@@ -1,7 +1,9 @@
 """``python -m tests.bench [--quick]``: the event store against a plain table and eventsourcing.
 
 Measures and prints events/s on PostgreSQL and on SQLite, then projections, then the async
-pipeline beside a Celery + Redis baseline, then the REST API under load from concurrent clients;
+pipeline beside a Celery + Redis baseline, then the Azure path (the outbox relay beside the
+Event Grid SDK alone; Azure mode's latency beside the local host's), then the REST API under
+load from concurrent clients;
 targets are printed beside the figures, never asserted.
 Each run works in fresh schemas and files and removes them at the end, error or not. Progress goes
 to stderr, the table to stdout.
@@ -18,6 +20,12 @@ from dataclasses import replace
 from tests.bench.api_load import FULL_API_PLAN, QUICK_API_PLAN, ApiPlan, measure_api
 from tests.bench.api_report import render as render_api
 from tests.bench.backends import run_postgres, run_sqlite
+from tests.bench.eventgrid_bench import (
+    FULL_EVENTGRID_PLAN,
+    QUICK_EVENTGRID_PLAN,
+    measure_eventgrid,
+    render as render_eventgrid,
+)
 from tests.bench.pipeline_bench import FULL_PLAN, QUICK_PLAN, measure_pipeline
 from tests.bench.pipeline_report import render as render_pipeline
 from tests.bench.projection_bench import run_projections
@@ -49,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the async pipeline section alone (no store or projection sections)",
     )
+    parser.add_argument("--skip-eventgrid", action="store_true")
+    parser.add_argument(
+        "--only-eventgrid", action="store_true", help="the Azure path (Event Grid) section alone"
+    )
     parser.add_argument("--skip-api", action="store_true")
     parser.add_argument(
         "--only-api",
@@ -65,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     budget = QUICK if args.quick else FULL
     plan = QUICK_PLAN if args.quick else FULL_PLAN
+    eventgrid_plan = QUICK_EVENTGRID_PLAN if args.quick else FULL_EVENTGRID_PLAN
+    if args.only_eventgrid:
+        figures = measure_eventgrid(args.pg_url, eventgrid_plan, progress)
+        print(render_eventgrid(figures, eventgrid_plan), flush=True)
+        return 0
     if args.only_pipeline or args.only_api:
         if args.only_pipeline:
             print(render_pipeline(measure_pipeline(args.pg_url, plan, progress), plan), flush=True)
@@ -99,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         print(run_projections(args.pg_url, args.quick, progress), flush=True)
     if not args.skip_postgres and not args.skip_pipeline:
         print(render_pipeline(measure_pipeline(args.pg_url, plan, progress), plan), flush=True)
+    if not args.skip_postgres and not args.skip_eventgrid:
+        figures = measure_eventgrid(args.pg_url, eventgrid_plan, progress)
+        print(render_eventgrid(figures, eventgrid_plan), flush=True)
     if not args.skip_api:
         print(render_api(measure_api(_api_plan(args), progress)), flush=True)
     return 0

@@ -82,7 +82,7 @@ def test_batches_stay_under_event_grids_one_megabyte(
     assert len(topic.events) == 9
     assert len(topic.batches) >= 3
     assert max(topic.sizes) < MAX_BATCH_BYTES
-    assert all(len(batch) <= 4 for batch in batches(store.read_all(0)))
+    assert all(len(batch.events) <= 4 for batch in batches(store.read_all(0)))
 
 
 def _submitted(params: dict) -> Submitted:
