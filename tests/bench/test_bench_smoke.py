@@ -1,5 +1,6 @@
 """The benchmark still runs: the quick run on both backends gives figures (the batch baseline's
-row among them) and reads back all; the quick pipeline run completes every execution exactly once.
+row among them) and reads back all; the quick pipeline run completes every execution exactly once;
+a tiny Azure-path run publishes every event once and times executions in both modes.
 
 No timing is asserted here; ``python -m tests.bench`` is where figures are read.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from tests.bench import pipeline_bench, pipeline_report
+from tests.bench import eventgrid_bench, pipeline_bench, pipeline_report
 from tests.bench.backends import run_postgres, run_sqlite
 from tests.bench.baseline import BATCH_LABEL
 from tests.bench.report import Section, render
@@ -63,3 +64,13 @@ def test_quick_pipeline_bench() -> None:
         assert figures.celery_burst.ready == plan.burst
     assert figures.memory is not None or figures.memory_skipped
     pipeline_report.render(figures, plan)
+
+
+def test_tiny_eventgrid_bench() -> None:
+    plan = eventgrid_bench.EventGridPlan(executions=100, latency_runs=2, warmup=1)
+    figures = eventgrid_bench.measure_eventgrid(require_postgres(), plan, lambda step: None)
+    assert figures.events == figures.relay_published == 400  # every event published, once
+    assert figures.sdk_per_second > 0 and figures.relay_per_second > 0
+    for latency in (figures.azure_latency, figures.local_latency):
+        assert latency is not None and len(latency.samples_ms) == plan.latency_runs
+    assert "outbox relay" in eventgrid_bench.render(figures, plan)
