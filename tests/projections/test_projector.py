@@ -171,3 +171,31 @@ def test_a_process_killed_between_rows_and_checkpoint_loses_and_repeats_nothing(
     assert db.execute("SELECT count(*) FROM proj_execution_status")[0][0] == len(runs)
     assert all(s.lag == 0 for s in restarted.status())
     restarted.close()
+
+
+def test_a_nudge_catches_the_read_models_up(
+    projector: Projector, service: ExecutionService, store: EventStore, db: Database
+) -> None:
+    """What the Event Grid receiver does on a delivery: no follower thread runs here, so only the
+    nudge can bring the read models to the head."""
+    execution_id = complete_run(service)
+    wait_readable(store)
+    passes: list[int] = []
+    real_run_once = projector.run_once
+
+    def counted() -> int:
+        applied = real_run_once()
+        passes.append(applied)
+        return applied
+
+    projector.run_once = counted  # type: ignore[method-assign]
+    for _ in range(5):
+        projector.nudge()
+
+    deadline = time.monotonic() + 10
+    while status.get(db, execution_id) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert status.get(db, execution_id).status == "completed"
+    time.sleep(0.2)
+    assert passes and passes[0] > 0  # the nudge's pass applied them
+    assert {s.checkpoint for s in projector.status()} == {head(store)}

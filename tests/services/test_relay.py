@@ -179,3 +179,17 @@ def test_two_relays_at_once_never_move_the_checkpoint_back(
     assert set(topic.ids()) == {str(e.id) for e in store.read_all(0, limit=10_000)}
     checkpoint.save(5)  # a slow relay reporting an old position
     assert checkpoint.load() == store.head_position()
+
+
+def test_without_a_key_the_relay_signs_in_as_the_managed_identity() -> None:
+    """No key configured: the client authenticates with DefaultAzureCredential (a bearer token
+    for Event Grid's scope), as the Bicep's role assignment expects. Nothing is sent here."""
+    from azure.core.pipeline.policies import BearerTokenCredentialPolicy
+    from azure.identity import DefaultAzureCredential
+
+    client = event_grid_client("https://topic.example.eventgrid.azure.net/api/events")
+    policies = client._client._client._client._pipeline._impl_policies  # type: ignore[attr-defined]
+    bearer = [p for p in policies if isinstance(p, BearerTokenCredentialPolicy)]
+    assert len(bearer) == 1
+    assert isinstance(bearer[0]._credential, DefaultAzureCredential)
+    assert bearer[0]._scopes == ("https://eventgrid.azure.net/.default",)
