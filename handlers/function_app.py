@@ -4,9 +4,10 @@ One Event Grid-triggered function per tool category takes the events that make a
 ready for an attempt — ``Submitted`` (tools without an input file), ``Uploaded`` and
 ``Retried`` — for subjects under ``/tools/<category>/``, so a slow video never queues behind a
 quick hash. Timer functions time out dead attempts, re-queue retryable failures, expire old
-files, and sweep the outbox to Event Grid (the web process relays right after each commit; the
-timer publishes whatever that left, e.g. while the web is down). Each function is one line into
-``handlers.work``.
+files, sweep the outbox to Event Grid (the web process relays right after each commit; the
+timer publishes whatever that left, e.g. while the web is down), and deliver user webhooks (the
+web process delivers as events arrive; the timer sends what is due, retries included). Each
+function is one line into ``handlers.work``.
 
 The subject and type filters live on the trigger bindings (``subjectBeginsWith``,
 ``includedEventTypes``): Azure ignores them there, and they are what the Event Grid
@@ -90,3 +91,9 @@ def retention(timer: func.TimerRequest) -> None:
 @app.timer_trigger(arg_name="timer", schedule="%RELAY_SCHEDULE%", run_on_startup=False)
 def relay(timer: func.TimerRequest) -> None:
     work.relay(dependencies())
+
+
+@app.function_name("webhooks")
+@app.timer_trigger(arg_name="timer", schedule="%WEBHOOKS_SCHEDULE%", run_on_startup=False)
+def webhooks(timer: func.TimerRequest) -> None:
+    work.deliver_webhooks(dependencies())

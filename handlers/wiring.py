@@ -18,6 +18,9 @@ blob store and one registry serve a whole process.
 | ``EVENTGRID_TOPIC_ENDPOINT`` | unset: no Event Grid (the local host delivers from the feed) |
 | ``EVENTGRID_TOPIC_KEY`` | unset: the relay signs in with DefaultAzureCredential |
 | ``RELAY_SCHEDULE`` | ``*/10 * * * * *`` (NCRONTAB: the relay's sweep, with a topic) |
+| ``WEBHOOKS_SCHEDULE`` | ``*/10 * * * * *`` (NCRONTAB: user webhook deliveries) |
+| ``WEBHOOK_RETRY_SCALE`` | ``1``: times the webhook retry schedule and 5-day rule (tests) |
+| ``WEBHOOKS_ALLOW_LOOPBACK_HTTP`` | unset: webhooks go to public https URLs only |
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 
 from events.store import EventStore, open_store
 from handlers.relaying import relay_for
+from handlers.webhooks import WebhookDispatcher
 from services.blobs import BlobStore, open_blob_store
 from services.eventgrid.relay import OutboxRelay
 from services.executions.service import ExecutionService
@@ -42,7 +46,9 @@ DEFAULT_SCHEDULES = {
     "SWEEP_SCHEDULE": "*/15 * * * * *",
     "RETENTION_SCHEDULE": "0 7 * * * *",
     "RELAY_SCHEDULE": "*/10 * * * * *",
+    "WEBHOOKS_SCHEDULE": "*/10 * * * * *",
 }
+TRUE = {"1", "true", "yes", "on"}
 
 
 @dataclass
@@ -57,7 +63,10 @@ class Dependencies:
     retry_backoff: timedelta = timedelta(seconds=30)  # the wait after a first failed attempt
     eventgrid_endpoint: str = ""  # the Event Grid topic the relay publishes to ("" = none)
     eventgrid_key: str = ""
+    webhook_retry_scale: float = 1.0  # times the retry schedule (tests compress it)
+    webhooks_allow_loopback_http: bool = False  # development and tests: http to 127.0.0.1
     _relay: OutboxRelay | None = field(default=None, init=False, repr=False)
+    _dispatcher: WebhookDispatcher | None = field(default=None, init=False, repr=False)
 
     def service(self) -> ExecutionService:
         return ExecutionService(self.store, source=self.source)
@@ -79,6 +88,17 @@ class Dependencies:
             )
         return self._relay
 
+    def dispatcher(self) -> WebhookDispatcher:
+        """The user-webhook delivery worker, built once."""
+        if self._dispatcher is None:
+            self._dispatcher = WebhookDispatcher(
+                self.store,
+                self.database_url,
+                allow_loopback_http=self.webhooks_allow_loopback_http,
+                retry_scale=self.webhook_retry_scale,
+            )
+        return self._dispatcher
+
 
 def from_environment(env: dict[str, str] | None = None) -> Dependencies:
     env = dict(os.environ if env is None else env)
@@ -95,6 +115,10 @@ def from_environment(env: dict[str, str] | None = None) -> Dependencies:
         retry_backoff=timedelta(seconds=float(env.get("RETRY_BACKOFF_SECONDS") or 30)),
         eventgrid_endpoint=env.get("EVENTGRID_TOPIC_ENDPOINT", ""),
         eventgrid_key=env.get("EVENTGRID_TOPIC_KEY", ""),
+        webhook_retry_scale=float(env.get("WEBHOOK_RETRY_SCALE") or 1.0),
+        webhooks_allow_loopback_http=(
+            env.get("WEBHOOKS_ALLOW_LOOPBACK_HTTP", "").strip().lower() in TRUE
+        ),
     )
 
 

@@ -15,6 +15,7 @@ from uuid import UUID
 import azure.functions as func
 
 from events.catalog import Retried
+from handlers.webhooks import DeliveryReport
 from handlers.wiring import Dependencies
 from projections import status
 from projections.db import Database
@@ -151,3 +152,19 @@ def relay(deps: Dependencies, give_up_after: float = 50.0) -> int:
     if sent:
         log.info("relay: %d events published to Event Grid", sent)
     return sent
+
+
+def deliver_webhooks(deps: Dependencies, budget_seconds: float = 50.0) -> DeliveryReport:
+    """Turn new events into user-webhook messages and deliver what is due, for up to
+    ``budget_seconds`` (the timer's next run, 10 s later, takes over what is left)."""
+    report = deps.dispatcher().run_once(budget_seconds=budget_seconds)
+    if report.messages or report.attempts or report.errors:
+        log.info(
+            "webhooks: %d new messages, %d delivered, %d to retry, %d failed, %d errors",
+            report.messages,
+            report.delivered,
+            report.retrying,
+            report.failed,
+            report.errors,
+        )
+    return report

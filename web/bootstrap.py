@@ -70,6 +70,8 @@ def functions_dependencies() -> wiring.Dependencies:
             source=settings.MAGICTOOLBOX_SOURCE,
             eventgrid_endpoint=settings.EVENTGRID_TOPIC_ENDPOINT,
             eventgrid_key=settings.EVENTGRID_TOPIC_KEY,
+            webhook_retry_scale=settings.WEBHOOK_RETRY_SCALE,
+            webhooks_allow_loopback_http=settings.WEBHOOKS_ALLOW_LOOPBACK_HTTP,
         )
         wiring.configure(deps)
         return deps

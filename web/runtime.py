@@ -1,11 +1,13 @@
-"""The background half of a deployment: the projector, the local Functions host, the relay.
+"""The background half of a deployment: the projector, the local Functions host, the relay and
+the user-webhook delivery worker.
 
-``make run`` serves one ASGI process that also runs the projector and the Functions host (on for
-the local deployment), so one command gives a working toolbox; ``magictoolbox functions`` runs
-them on their own. In Azure mode the web process runs the projector and the outbox relay, and
-Event Grid pushes to the Functions; the Event Grid receiver ``wake``s the projector. The ASGI
-wrapper starts them on the server's lifespan startup and stops them on shutdown; Django's own
-ASGI handler does not speak the lifespan protocol.
+``make run`` serves one ASGI process that also runs the projector, the Functions host (on for
+the local deployment) and webhook deliveries, so one command gives a working toolbox;
+``magictoolbox functions`` runs the host on its own. In Azure mode the web process runs the
+projector, the outbox relay and webhook deliveries, and Event Grid pushes to the Functions; the
+Event Grid receiver ``wake``s the projector and the webhook worker. The ASGI wrapper starts them
+on the server's lifespan startup and stops them on shutdown; Django's own ASGI handler does not
+speak the lifespan protocol.
 """
 
 from __future__ import annotations
@@ -71,7 +73,9 @@ class Background:
     - the local Functions host (``FUNCTIONS_IN_PROCESS``): delivers the feed to the functions
       and runs their timers; with ``feed=False`` only the timers (Event Grid pushes the events
       to the HTTP trigger instead, ``magictoolbox functions --http``);
-    - the outbox relay to Event Grid (``RELAY_IN_PROCESS``, with ``EVENTGRID_TOPIC_ENDPOINT``).
+    - the outbox relay to Event Grid (``RELAY_IN_PROCESS``, with ``EVENTGRID_TOPIC_ENDPOINT``);
+    - the user-webhook delivery worker (``WEBHOOKS_IN_PROCESS``), woken like the projector; the
+      ``webhooks`` timer sweeps behind it (the same dispatcher, so one connection serves both).
     """
 
     def __init__(
@@ -80,6 +84,7 @@ class Background:
         projector: bool = True,
         host: bool = True,
         relay: bool = False,
+        webhooks: bool = False,
         feed: bool = True,
         workers: int = 4,
         retry: RetryPolicy | None = None,
@@ -109,6 +114,7 @@ class Background:
         self.relay = deps.relay() if relay else None
         if relay and self.relay is None:
             raise ImproperlyConfigured("RELAY_IN_PROCESS needs EVENTGRID_TOPIC_ENDPOINT")
+        self.webhooks = deps.dispatcher() if webhooks else None
         self._threads: list[tuple[threading.Thread, threading.Event]] = []
 
     @classmethod
@@ -118,12 +124,14 @@ class Background:
             "projector": settings.PROJECTOR_IN_PROCESS,
             "host": settings.FUNCTIONS_IN_PROCESS,
             "relay": settings.RELAY_IN_PROCESS,
+            "webhooks": settings.WEBHOOKS_IN_PROCESS,
         }
         return cls(**wanted) if any(wanted.values()) else None
 
     def parts(self) -> list[str]:
         named = [("projector", self.projector), ("Functions host", self.host)]
         named.append(("relay to Event Grid", self.relay))
+        named.append(("webhook deliveries", self.webhooks))
         return [name for name, part in named if part is not None]
 
     def start(self) -> Background:
@@ -135,6 +143,10 @@ class Background:
             self.host.start()
         if self.relay is not None:
             self._threads.append(self.relay.start())
+        if self.webhooks is not None:
+            self.webhooks.setup()
+            self._threads.append(self.webhooks.start())
+            on_wake(self.webhooks.wake)
         return self
 
     def stop(self) -> None:
@@ -142,12 +154,16 @@ class Background:
             self.host.stop()
         if self.projector is not None:
             forget_wake(self.projector.nudge)
+        if self.webhooks is not None:
+            forget_wake(self.webhooks.wake)
         for _, stop in self._threads:
             stop.set()
         for thread, _ in self._threads:
             thread.join(10)
         if self.projector is not None:
             self.projector.close()
+        if self.webhooks is not None:
+            self.webhooks.close()
 
 
 def with_background(application: ASGIApp) -> ASGIApp:

@@ -116,6 +116,15 @@ RELAY_IN_PROCESS = _env_bool("RELAY_IN_PROCESS", default=bool(EVENTGRID_TOPIC_EN
 if EVENTGRID_TOPIC_ENDPOINT and "FUNCTIONS_IN_PROCESS" not in os.environ:
     FUNCTIONS_IN_PROCESS = False
 PROJECTOR_IN_PROCESS = _env_bool("PROJECTOR_IN_PROCESS", default=True)
+# User webhooks (web.webhooks, handlers.webhooks): delivered by this process by default (woken by
+# new events), and by the `webhooks` timer Function on Azure as a sweep. Endpoints must be https
+# on a public address; WEBHOOKS_ALLOW_LOOPBACK_HTTP lets development and tests use http on
+# 127.0.0.1 / ::1 (never private or link-local addresses). WEBHOOK_RETRY_SCALE shrinks the retry
+# schedule (5 s … 10 h) and the 5-day disable rule, for tests.
+WEBHOOKS_IN_PROCESS = _env_bool("WEBHOOKS_IN_PROCESS", default=True)
+WEBHOOKS_ALLOW_LOOPBACK_HTTP = _env_bool("WEBHOOKS_ALLOW_LOOPBACK_HTTP", default=False)
+WEBHOOK_RETRY_SCALE = float(os.environ.get("WEBHOOK_RETRY_SCALE") or 1.0)
+WEBHOOK_SECRET_OVERLAP_HOURS = float(os.environ.get("WEBHOOK_SECRET_OVERLAP_HOURS") or 24)
 # The Event Grid receiver (/eventgrid/events) accepts a delivery that carries this key (the
 # X-MagicToolbox-Key header, set by the subscription's delivery attributes, or ?code=), or an
 # Entra ID token for this audience (Event Grid's AAD-protected webhook delivery).

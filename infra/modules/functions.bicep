@@ -1,5 +1,6 @@
 // The Functions app: handlers/function_app.py on Flex Consumption (Linux, Python 3.11), with the
-// Event Grid-triggered workers (one per tool category) and the sweep, retention and relay timers.
+// Event Grid-triggered workers (one per tool category) and the sweep, retention, relay and
+// webhooks timers.
 //
 // The Functions host keeps its own state (timer leases, keys) and the deployment package in a
 // storage account of its own, so the host's broad roles there (Blob Data Owner, Queue and Table
@@ -30,6 +31,8 @@ param databaseUrlSecretUri string
 param sweepSchedule string
 param retentionSchedule string
 param relaySchedule string
+@description('NCRONTAB of the webhooks timer: user webhook deliveries and their retries.')
+param webhooksSchedule string = '*/10 * * * * *'
 param retryBackoffSeconds int
 
 var deploymentContainerName = 'deploymentpackage'
@@ -136,6 +139,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'SWEEP_SCHEDULE', value: sweepSchedule }
         { name: 'RETENTION_SCHEDULE', value: retentionSchedule }
         { name: 'RELAY_SCHEDULE', value: relaySchedule }
+        { name: 'WEBHOOKS_SCHEDULE', value: webhooksSchedule }
       ]
     }
   }

@@ -2,8 +2,9 @@
 
 Measures and prints events/s on PostgreSQL and on SQLite, then projections, then the async
 pipeline beside a Celery + Redis baseline, then the Azure path (the outbox relay beside the
-Event Grid SDK alone; Azure mode's latency beside the local host's), then the REST API under
-load from concurrent clients;
+Event Grid SDK alone; Azure mode's latency beside the local host's), then user webhooks (events
+fanned out to ten endpoints, beside httpx alone), then the REST API under load from concurrent
+clients;
 targets are printed beside the figures, never asserted.
 Each run works in fresh schemas and files and removes them at the end, error or not. Progress goes
 to stderr, the table to stdout.
@@ -31,6 +32,12 @@ from tests.bench.pipeline_report import render as render_pipeline
 from tests.bench.projection_bench import run_projections
 from tests.bench.report import render
 from tests.bench.timing import FULL, QUICK
+from tests.bench.webhook_bench import (
+    FULL_WEBHOOK_PLAN,
+    QUICK_WEBHOOK_PLAN,
+    measure_webhooks,
+    render as render_webhooks,
+)
 from tests.bench.workload import new_event_cost_us
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
@@ -61,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only-eventgrid", action="store_true", help="the Azure path (Event Grid) section alone"
     )
+    parser.add_argument("--skip-webhooks", action="store_true")
+    parser.add_argument(
+        "--only-webhooks", action="store_true", help="the user webhooks section alone"
+    )
     parser.add_argument("--skip-api", action="store_true")
     parser.add_argument(
         "--only-api",
@@ -78,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     budget = QUICK if args.quick else FULL
     plan = QUICK_PLAN if args.quick else FULL_PLAN
     eventgrid_plan = QUICK_EVENTGRID_PLAN if args.quick else FULL_EVENTGRID_PLAN
+    webhook_plan = QUICK_WEBHOOK_PLAN if args.quick else FULL_WEBHOOK_PLAN
+    if args.only_webhooks:
+        print(render_webhooks(measure_webhooks(args.pg_url, webhook_plan, progress)), flush=True)
+        return 0
     if args.only_eventgrid:
         figures = measure_eventgrid(args.pg_url, eventgrid_plan, progress)
         print(render_eventgrid(figures, eventgrid_plan), flush=True)
@@ -119,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_postgres and not args.skip_eventgrid:
         figures = measure_eventgrid(args.pg_url, eventgrid_plan, progress)
         print(render_eventgrid(figures, eventgrid_plan), flush=True)
+    if not args.skip_postgres and not args.skip_webhooks:
+        print(render_webhooks(measure_webhooks(args.pg_url, webhook_plan, progress)), flush=True)
     if not args.skip_api:
         print(render_api(measure_api(_api_plan(args), progress)), flush=True)
     return 0

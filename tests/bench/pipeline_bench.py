@@ -48,6 +48,7 @@ TIMERS_OFF = {
     "SWEEP_SCHEDULE": "0 0 0 * * *",
     "RETENTION_SCHEDULE": "0 0 0 * * *",
     "RELAY_SCHEDULE": "0 0 0 * * *",
+    "WEBHOOKS_SCHEDULE": "0 0 0 * * *",
 }
 SUBMITTERS = 4
 FEED_BATCH = 1000

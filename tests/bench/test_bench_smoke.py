@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from tests.bench import eventgrid_bench, pipeline_bench, pipeline_report
+from tests.bench import eventgrid_bench, pipeline_bench, pipeline_report, webhook_bench
 from tests.bench.backends import run_postgres, run_sqlite
 from tests.bench.baseline import BATCH_LABEL
 from tests.bench.report import Section, render
@@ -74,3 +74,12 @@ def test_tiny_eventgrid_bench() -> None:
     for latency in (figures.azure_latency, figures.local_latency):
         assert latency is not None and len(latency.samples_ms) == plan.latency_runs
     assert "outbox relay" in eventgrid_bench.render(figures, plan)
+
+
+def test_tiny_webhook_bench() -> None:
+    plan = webhook_bench.WebhookPlan(events=40, endpoints=3)
+    figures = webhook_bench.measure_webhooks(require_postgres(), plan, lambda step: None)
+    assert figures.expected == 120
+    assert figures.delivered == figures.expected  # none lost
+    assert figures.requests == figures.delivered  # none twice
+    assert "deliveries/s" in webhook_bench.render(figures)

@@ -32,6 +32,7 @@ FAST_SETTINGS = {
     "SWEEP_SCHEDULE": "* * * * * *",
     "RETENTION_SCHEDULE": "0 0 0 * * *",
     "RELAY_SCHEDULE": "0 0 0 * * *",
+    "WEBHOOKS_SCHEDULE": "0 0 0 * * *",
 }
 FAST_RETRY = RetryPolicy(max_attempts=3, first_delay=0.01, factor=2.0, max_delay=0.1)
 

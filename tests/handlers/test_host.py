@@ -24,6 +24,7 @@ NO_TIMERS = {
     "SWEEP_SCHEDULE": "0 0 0 * * *",
     "RETENTION_SCHEDULE": "0 0 0 * * *",
     "RELAY_SCHEDULE": "0 0 0 * * *",
+    "WEBHOOKS_SCHEDULE": "0 0 0 * * *",
 }
 
 
@@ -77,6 +78,7 @@ def test_the_host_reads_the_real_apps_bindings() -> None:
         "sweep": "0 0 0 * * *",
         "retention": "0 0 0 * * *",
         "relay": "0 0 0 * * *",
+        "webhooks": "0 0 0 * * *",
     }
     with pytest.raises(KeyError, match="SWEEP_SCHEDULE"):
         read_bindings(real_app, {})

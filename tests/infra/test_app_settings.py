@@ -48,6 +48,8 @@ LOCAL_ONLY = {
     "RUN_PORT": "the image's command says 8000, the Container App's target port",
     "BLOB_SIGNING_KEY": "signs the local blob backend's links; Azure gives user-delegation SAS",
     "EVENTGRID_TOPIC_KEY": "key auth (the emulator); in Azure the apps publish by identity",
+    "WEBHOOKS_ALLOW_LOOPBACK_HTTP": "http webhooks to 127.0.0.1, for development and tests",
+    "WEBHOOK_RETRY_SCALE": "compresses the webhook retry schedule for tests; Azure keeps 1",
 }
 
 # Read by the code in Azure too, where its default is the right value.
@@ -60,6 +62,8 @@ AZURE_DEFAULT_FITS = {
     "EVENTGRID_RECEIVER_AUDIENCE": "Entra ID-token delivery: the subscription sends the key",
     "EVENTGRID_RECEIVER_TENANT_ID": "Entra ID-token delivery: the subscription sends the key",
     "EVENTGRID_RECEIVER_JWKS_URL": "Entra ID-token delivery: the subscription sends the key",
+    "WEBHOOKS_IN_PROCESS": "the web delivers webhooks as events arrive; the timer sweeps behind",
+    "WEBHOOK_SECRET_OVERLAP_HOURS": "a rotated webhook secret keeps signing for 24 h",
 }
 
 # What each app cannot run without in Azure (the Functions also need every %SETTING% their

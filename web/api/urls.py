@@ -4,9 +4,10 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from web.api import views
+from web.api import views, webhooks
 
 EXECUTION = "executions/<str:id>/"
+WEBHOOK = "webhooks/<str:id>/"
 
 v1 = [
     path("tools/", views.ToolList.as_view(), name="api-tool-list"),
@@ -19,6 +20,22 @@ v1 = [
     path(f"{EXECUTION}retry/", views.ExecutionRetry.as_view(), name="api-execution-retry"),
     path(f"{EXECUTION}replay/", views.ExecutionReplay.as_view(), name="api-execution-replay"),
     path("events/", views.EventFeed.as_view(), name="api-event-feed"),
+    path("webhooks/", webhooks.WebhookList.as_view(), name="api-webhook-list"),
+    path(WEBHOOK, webhooks.WebhookDetail.as_view(), name="api-webhook-detail"),
+    path(
+        f"{WEBHOOK}rotate-secret/",
+        webhooks.WebhookRotateSecret.as_view(),
+        name="api-webhook-rotate-secret",
+    ),
+    path(
+        f"{WEBHOOK}deliveries/", webhooks.WebhookDeliveries.as_view(), name="api-webhook-deliveries"
+    ),
+    path(
+        f"{WEBHOOK}deliveries/<str:message_id>/redeliver/",
+        webhooks.WebhookRedeliver.as_view(),
+        name="api-webhook-redeliver",
+    ),
+    path(f"{WEBHOOK}recover/", webhooks.WebhookRecover.as_view(), name="api-webhook-recover"),
 ]
 
 urlpatterns = [

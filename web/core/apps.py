@@ -11,6 +11,8 @@ from django.db.models.signals import post_migrate
 def _setup_event_store(**kwargs: Any) -> None:
     from django.conf import settings
 
+    from projections import webhooks
+    from projections.db import Database
     from projections.projector import Projector
     from web.bootstrap import event_store
 
@@ -21,6 +23,8 @@ def _setup_event_store(**kwargs: Any) -> None:
         projector.setup()
     finally:
         projector.close()
+    with Database(settings.DATABASE_URL) as db:
+        webhooks.setup(db)
     if kwargs.get("verbosity", 1) >= 1:
         print("  Event store schema and read models are up to date.")
 

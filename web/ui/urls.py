@@ -1,11 +1,11 @@
-"""URL routes of the UI, mounted at the site root: tools, executions and accounts."""
+"""URL routes of the UI, mounted at the site root: tools, executions, accounts and webhooks."""
 
 from django.contrib.auth import views as auth_views
 from django.templatetags.static import static
 from django.urls import path
 from django.views.generic import RedirectView
 
-from web.ui import views
+from web.ui import views, webhooks
 from web.ui.forms import LoginForm
 
 urlpatterns = [
@@ -18,6 +18,19 @@ urlpatterns = [
         name="execution-action",
     ),
     path("accounts/", views.account, name="account"),
+    path("webhooks/", webhooks.webhook_list, name="webhooks"),
+    path("webhooks/<uuid:endpoint_id>/", webhooks.webhook_detail, name="webhook-detail"),
+    path("webhooks/<uuid:endpoint_id>/delete/", webhooks.webhook_delete, name="webhook-delete"),
+    path(
+        "webhooks/<uuid:endpoint_id>/deliveries/<uuid:message_id>/redeliver/",
+        webhooks.webhook_redeliver,
+        name="webhook-redeliver",
+    ),
+    path(
+        "webhooks/<uuid:endpoint_id>/<slug:action>/",
+        webhooks.webhook_action,
+        name="webhook-action",
+    ),
     path("accounts/signup/", views.signup, name="signup"),
     path(
         "accounts/login/",
