@@ -50,6 +50,8 @@ param sweepSchedule string = '*/15 * * * * *'
 param retentionSchedule string = '0 7 * * * *'
 @description('NCRONTAB of the relay timer: publishes what the web\'s relay left behind.')
 param relaySchedule string = '*/10 * * * * *'
+@description('NCRONTAB of the webhooks timer: user webhook deliveries the web has not made.')
+param webhooksSchedule string = '*/10 * * * * *'
 @description('The wait before a failed execution\'s second attempt, doubling after each.')
 param retryBackoffSeconds int = 30
 
@@ -187,6 +189,7 @@ module functions 'modules/functions.bicep' = {
     sweepSchedule: sweepSchedule
     retentionSchedule: retentionSchedule
     relaySchedule: relaySchedule
+    webhooksSchedule: webhooksSchedule
     retryBackoffSeconds: retryBackoffSeconds
   }
 }

@@ -32,7 +32,7 @@ param sweepSchedule string
 param retentionSchedule string
 param relaySchedule string
 @description('NCRONTAB of the webhooks timer: user webhook deliveries and their retries.')
-param webhooksSchedule string = '*/10 * * * * *'
+param webhooksSchedule string
 param retryBackoffSeconds int
 
 var deploymentContainerName = 'deploymentpackage'
