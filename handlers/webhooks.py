@@ -11,10 +11,14 @@ the retry schedule (scaled by ``retry_scale`` for tests), or later when a 429/50
 
 Messages are claimed with a lease before they are sent, so the web process's worker and the
 timer Function never send one attempt twice, and a worker that stops (or dies) mid-send leaves
-the message to whoever claims it when the lease ends: at least once, never lost.
+the message to whoever claims it when the lease ends: at least once, never lost. A lane claims
+a few slots' worth at once (``PREFETCH``) and gives back what it did not send when it ends.
 
 The database is used from one thread of the dispatcher's own (``Database`` is one connection),
-so the event loop never waits on a commit; DNS lookups go to the loop's default executor.
+so the event loop never waits on a commit; successes are logged in batches (one transaction for
+all that finished meanwhile), since the database's round trips otherwise set the pace. DNS
+lookups go to the loop's default executor. Each endpoint has its own connection pool
+(``sender.send(pool=…)``): httpcore's pool slows down sharply as the requests waiting on it grow.
 """
 
 from __future__ import annotations

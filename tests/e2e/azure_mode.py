@@ -169,6 +169,7 @@ def azure_mode(workdir: Path, azurite: str) -> Iterator[AzureMode]:
             RELAY_SCHEDULE="*/5 * * * * *",
             API_THROTTLE_USER="100000/min",
             API_THROTTLE_SUBMIT="100000/min",
+            WEBHOOKS_ALLOW_LOOPBACK_HTTP="1",  # a user's webhook on 127.0.0.1
         )
         mode = AzureMode(
             web_url=f"http://127.0.0.1:{web_port}",

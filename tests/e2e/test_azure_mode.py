@@ -20,11 +20,13 @@ from azure.core.exceptions import ClientAuthenticationError
 from azure.eventgrid import EventGridPublisherClient
 from azure.storage.blob import BlobServiceClient
 from PIL import Image
+from standardwebhooks.webhooks import Webhook
 
 from events.envelope import execution_stream
 from events.store import open_store
 from tests.conftest import require_postgres
 from tests.e2e.azure_mode import RECEIVER_KEY, TOPIC_KEY, AzureMode, azure_mode
+from tests.services.webhooks.endpoint import Endpoint, Received
 from tests.web.support import run_cli
 
 pytestmark = pytest.mark.timeout(240)
@@ -241,3 +243,29 @@ def test_relay_lag_is_shown_by_projections_status(
 
     row = wait_until(relay_row, 30, "the relay to catch up", deployment)
     assert int(row[1]) == int(row[2]) > 0
+
+
+def test_a_users_webhook_gets_the_completion_signed_in_azure_mode(deployment: AzureMode) -> None:
+    """User webhooks ride the same path: the web's worker (woken by Event Grid) delivers."""
+    endpoint = Endpoint()
+    try:
+        with deployment.api() as api:
+            created = api.post(
+                "/api/v1/webhooks/",
+                json={"url": endpoint.url("/hooks"), "event_types": ["Completed"]},
+            )
+            assert created.status_code == 201, created.text
+            secret = created.json()["secret"]
+        finished = run_async_execution(deployment)
+
+        def completion() -> Received | None:
+            return next((r for r in endpoint.requests if finished["id"].encode() in r.body), None)
+
+        received = wait_until(completion, 30, "the webhook delivery", deployment)
+        Webhook(secret).verify(received.body, received.headers)  # raises if the signature is off
+        event = orjson.loads(received.body)
+        assert event["type"] == "MagicToolbox.Execution.Completed"
+        assert received.headers["webhook-id"] == event["id"]
+        assert [r for r in endpoint.requests if finished["id"].encode() in r.body] == [received]
+    finally:
+        endpoint.close()
