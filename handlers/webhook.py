@@ -21,7 +21,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -31,6 +30,7 @@ from azure.functions.eventgrid import EventGridEventInConverter
 from azure.functions.meta import Datum
 
 from handlers.host import EventSubscription
+from services import problems
 from services.eventgrid import protocol
 
 log = logging.getLogger(__name__)
@@ -171,11 +171,5 @@ async def _json(send: Send, status: int, doc: Any) -> None:
 
 
 async def _problem(send: Send, status: int, code: str, detail: str) -> None:
-    doc = {  # the shape of the web API's problems (web.api.problems.body)
-        "type": f"https://magictoolbox.dev/problems/{code.replace('_', '-')}",
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-        "code": code,
-    }
-    await _respond(send, status, orjson.dumps(doc), [("content-type", "application/problem+json")])
+    doc = problems.document(status, code, detail)
+    await _respond(send, status, orjson.dumps(doc), [("content-type", problems.CONTENT_TYPE)])

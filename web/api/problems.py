@@ -8,7 +8,6 @@ a user never sees a traceback.
 from __future__ import annotations
 
 import logging
-from http import HTTPStatus
 from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -16,11 +15,11 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from services.problems import CONTENT_TYPE, document as body
 from web.core.executions import Problem
 
 log = logging.getLogger(__name__)
 
-CONTENT_TYPE = "application/problem+json"
 
 # DRF's exception classes → our codes (DRF's own default_code where it is already stable).
 _CODES: dict[type[exceptions.APIException], str] = {
@@ -35,17 +34,6 @@ _CODES: dict[type[exceptions.APIException], str] = {
     exceptions.UnsupportedMediaType: "unsupported_media_type",
     exceptions.Throttled: "throttled",
 }
-
-
-def body(status: int, code: str, detail: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "type": f"https://magictoolbox.dev/problems/{code.replace('_', '-')}",
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-        "code": code,
-        **extra,
-    }
 
 
 def response(status: int, code: str, detail: str, **extra: Any) -> Response:

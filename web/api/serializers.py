@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
+from services.problems import CONTENT_TYPE
 from web.core.executions import STATUSES
 
 ACTIONS = ("cancel", "retry", "replay", "delete", "download")
@@ -18,6 +20,21 @@ class ProblemSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="stable, for programs: e.g. execution_not_found")
     errors = serializers.ListField(child=serializers.DictField(), required=False)
     retry_after = serializers.IntegerField(required=False)
+
+
+AUTH_ERRORS = (401, 429)  # what any authenticated, throttled view may answer
+
+
+def problem_responses(
+    *statuses: int, bad_request: type[serializers.Serializer] = ProblemSerializer
+) -> dict[tuple[int, str], OpenApiResponse]:
+    """The schema's problem+json answers for these statuses (``bad_request`` for 400)."""
+    return {
+        (status, CONTENT_TYPE): OpenApiResponse(
+            bad_request if status == 400 else ProblemSerializer, description="problem"
+        )
+        for status in statuses
+    }
 
 
 class ToolSerializer(serializers.Serializer):

@@ -26,22 +26,12 @@ from rest_framework.views import APIView
 from events.envelope import EXECUTION_STREAM_PREFIX, RecordedEvent
 from services.tools.base import GLOBAL_MAX_UPLOAD
 from web import bootstrap
-from web.api import problems, serializers as s
+from web.api import serializers as s
 from web.api.throttling import SubmitThrottle
 from web.core import executions
 from web.core.executions import Problem
 
 UPLOAD_SLACK = 1024 * 1024  # multipart framing and the other fields around the file
-
-
-def _problems(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
-    return {
-        (status, problems.CONTENT_TYPE): OpenApiResponse(s.ProblemSerializer, description="problem")
-        for status in statuses
-    }
-
-
-AUTH_ERRORS = (401, 429)
 
 
 class ExecutionIdMixin:
@@ -71,7 +61,7 @@ class ToolList(APIView):
     @extend_schema(
         summary="The tools, with each one's parameter schema",
         operation_id="tools_list",
-        responses={200: s.ToolSerializer(many=True), **_problems(429)},
+        responses={200: s.ToolSerializer(many=True), **s.problem_responses(429)},
         parameters=[OpenApiParameter("category", str, description="only this category")],
     )
     def get(self, request: Request) -> Response:
@@ -90,7 +80,7 @@ class ToolDetail(APIView):
     @extend_schema(
         summary="One tool",
         operation_id="tools_retrieve",
-        responses={200: s.ToolSerializer, **_problems(404, 429)},
+        responses={200: s.ToolSerializer, **s.problem_responses(404, 429)},
     )
     def get(self, request: Request, slug: str) -> Response:
         try:
@@ -110,7 +100,7 @@ class ExecutionList(APIView):
         summary="Your executions, newest first",
         operation_id="executions_list",
         parameters=[s.ListQuerySerializer],
-        responses={200: s.ExecutionPageSerializer, **_problems(400, *AUTH_ERRORS)},
+        responses={200: s.ExecutionPageSerializer, **s.problem_responses(400, *s.AUTH_ERRORS)},
     )
     def get(self, request: Request) -> Response:
         query = s.ListQuerySerializer(data=request.query_params)
@@ -153,7 +143,7 @@ class ExecutionList(APIView):
         responses={
             201: s.ExecutionSerializer,
             202: s.ExecutionSerializer,
-            **_problems(400, 404, 409, 413, 415, 422, *AUTH_ERRORS),
+            **s.problem_responses(400, 404, 409, 413, 415, 422, *s.AUTH_ERRORS),
         },
     )
     def post(self, request: Request) -> Response:
@@ -198,7 +188,7 @@ class ExecutionDetail(ExecutionIdMixin, APIView):
         summary="An execution's status",
         operation_id="executions_retrieve",
         parameters=[ID_PARAM],
-        responses={200: s.ExecutionSerializer, **_problems(404, *AUTH_ERRORS)},
+        responses={200: s.ExecutionSerializer, **s.problem_responses(404, *s.AUTH_ERRORS)},
     )
     def get(self, request: Request, id: Any) -> Response:
         return Response(executions.get(request.user, self.execution_id(id)))
@@ -208,7 +198,7 @@ class ExecutionDetail(ExecutionIdMixin, APIView):
         operation_id="executions_destroy",
         description="Removes its input and output now (`Expired`); its history stays.",
         parameters=[ID_PARAM],
-        responses={200: s.ExecutionSerializer, **_problems(404, 409, *AUTH_ERRORS)},
+        responses={200: s.ExecutionSerializer, **s.problem_responses(404, 409, *s.AUTH_ERRORS)},
     )
     def delete(self, request: Request, id: Any) -> Response:
         return Response(executions.delete(request.user, self.execution_id(id)))
@@ -219,7 +209,10 @@ class ExecutionEvents(ExecutionIdMixin, APIView):
         summary="An execution's events (its audit stream) as CloudEvents",
         operation_id="executions_events",
         parameters=[ID_PARAM],
-        responses={200: s.CloudEventSerializer(many=True), **_problems(404, *AUTH_ERRORS)},
+        responses={
+            200: s.CloudEventSerializer(many=True),
+            **s.problem_responses(404, *s.AUTH_ERRORS),
+        },
     )
     def get(self, request: Request, id: Any) -> Response:
         return Response(executions.timeline(request.user, self.execution_id(id)))
@@ -235,7 +228,10 @@ def _action(name: str, summary: str, description: str = "") -> type[APIView]:
             description=description,
             request=None,
             parameters=[ID_PARAM],
-            responses={200: s.ExecutionSerializer, **_problems(404, 409, 410, *AUTH_ERRORS)},
+            responses={
+                200: s.ExecutionSerializer,
+                **s.problem_responses(404, 409, 410, *s.AUTH_ERRORS),
+            },
         )
         def post(self, request: Request, id: Any) -> Response:
             return Response(call(request.user, self.execution_id(id)))
@@ -260,7 +256,7 @@ class ExecutionDownload(ExecutionIdMixin, APIView):
         parameters=[ID_PARAM],
         responses={
             (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY),
-            **_problems(404, 409, 410, *AUTH_ERRORS),
+            **s.problem_responses(404, 409, 410, *s.AUTH_ERRORS),
         },
     )
     def get(self, request: Request, id: Any) -> StreamingHttpResponse:
@@ -329,7 +325,7 @@ class EventFeed(APIView):
             "`after=next_after`; with `wait`, an empty read waits up to that many seconds."
         ),
         parameters=[s.FeedQuerySerializer],
-        responses={200: s.FeedSerializer, **_problems(400, *AUTH_ERRORS)},
+        responses={200: s.FeedSerializer, **s.problem_responses(400, *s.AUTH_ERRORS)},
     )
     def get(self, request: Request) -> Response:
         query = s.FeedQuerySerializer(data=request.query_params)

@@ -16,11 +16,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from web.api import problems, serializers as s
+from web.api import serializers as s
 from web.core import webhooks
 from web.core.webhooks import EVENT_NAMES, MAX_DESCRIPTION, MAX_URL, MESSAGE_STATUSES
-
-AUTH_ERRORS = (401, 429)
 
 # -- shapes ----------------------------------------------------------------------------------------
 
@@ -146,13 +144,7 @@ class RecoveredSerializer(serializers.Serializer):
 
 
 def _problems(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
-    return {
-        (status, problems.CONTENT_TYPE): OpenApiResponse(
-            WebhookProblemSerializer if status == 400 else s.ProblemSerializer,
-            description="problem",
-        )
-        for status in statuses
-    }
+    return s.problem_responses(*statuses, bad_request=WebhookProblemSerializer)
 
 
 ID_PARAM = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
@@ -170,7 +162,7 @@ class WebhookList(_WebhookView):
     @extend_schema(
         summary="Your webhook endpoints",
         operation_id="webhooks_list",
-        responses={200: WebhookSerializer(many=True), **_problems(*AUTH_ERRORS)},
+        responses={200: WebhookSerializer(many=True), **_problems(*s.AUTH_ERRORS)},
     )
     def get(self, request: Request) -> Response:
         return Response([webhooks.represent(e) for e in webhooks.endpoints(request.user)])
@@ -184,7 +176,7 @@ class WebhookList(_WebhookView):
             "`unsafe_url` (and a `reason`), `invalid_event_type` or `unknown_tool`."
         ),
         request=WebhookWriteSerializer,
-        responses={201: WebhookCreatedSerializer, **_problems(400, 415, *AUTH_ERRORS)},
+        responses={201: WebhookCreatedSerializer, **_problems(400, 415, *s.AUTH_ERRORS)},
     )
     def post(self, request: Request) -> Response:
         body = WebhookWriteSerializer(data=request.data)
@@ -202,7 +194,7 @@ class WebhookDetail(_WebhookView):
         summary="A webhook endpoint",
         operation_id="webhooks_retrieve",
         parameters=[ID_PARAM],
-        responses={200: WebhookSerializer, **_problems(404, *AUTH_ERRORS)},
+        responses={200: WebhookSerializer, **_problems(404, *s.AUTH_ERRORS)},
     )
     def get(self, request: Request, id: str) -> Response:
         return Response(webhooks.represent(webhooks.get(request.user, id)))
@@ -216,7 +208,7 @@ class WebhookDetail(_WebhookView):
         ),
         parameters=[ID_PARAM],
         request=WebhookUpdateSerializer,
-        responses={200: WebhookSerializer, **_problems(400, 404, 415, *AUTH_ERRORS)},
+        responses={200: WebhookSerializer, **_problems(400, 404, 415, *s.AUTH_ERRORS)},
     )
     def patch(self, request: Request, id: str) -> Response:
         body = WebhookUpdateSerializer(data=request.data, partial=True)
@@ -229,7 +221,7 @@ class WebhookDetail(_WebhookView):
         summary="Delete a webhook endpoint and its delivery log",
         operation_id="webhooks_destroy",
         parameters=[ID_PARAM],
-        responses={204: None, **_problems(404, *AUTH_ERRORS)},
+        responses={204: None, **_problems(404, *s.AUTH_ERRORS)},
     )
     def delete(self, request: Request, id: str) -> Response:
         webhooks.delete(request.user, id)
@@ -246,7 +238,7 @@ class WebhookRotateSecret(_WebhookView):
         ),
         parameters=[ID_PARAM],
         request=None,
-        responses={200: RotatedSerializer, **_problems(404, *AUTH_ERRORS)},
+        responses={200: RotatedSerializer, **_problems(404, *s.AUTH_ERRORS)},
     )
     def post(self, request: Request, id: str) -> Response:
         rotated = webhooks.rotate(request.user, id)
@@ -260,7 +252,7 @@ class WebhookDeliveries(_WebhookView):
         operation_id="webhooks_deliveries",
         description="Its latest messages, newest first, each with its attempts.",
         parameters=[ID_PARAM, DeliveryQuerySerializer],
-        responses={200: DeliveriesSerializer, **_problems(400, 404, *AUTH_ERRORS)},
+        responses={200: DeliveriesSerializer, **_problems(400, 404, *s.AUTH_ERRORS)},
     )
     def get(self, request: Request, id: str) -> Response:
         query = DeliveryQuerySerializer(data=request.query_params)
@@ -281,7 +273,7 @@ class WebhookRedeliver(_WebhookView):
         description="Queued now, whatever became of it; its earlier attempts stay in the log.",
         parameters=[ID_PARAM, MESSAGE_PARAM],
         request=None,
-        responses={202: MessageSerializer, **_problems(404, *AUTH_ERRORS)},
+        responses={202: MessageSerializer, **_problems(404, *s.AUTH_ERRORS)},
     )
     def post(self, request: Request, id: str, message_id: str) -> Response:
         return Response(webhooks.redeliver(request.user, id, message_id), status=202)
@@ -293,7 +285,7 @@ class WebhookRecover(_WebhookView):
         operation_id="webhooks_recover",
         parameters=[ID_PARAM],
         request=RecoverSerializer,
-        responses={202: RecoveredSerializer, **_problems(400, 404, 415, *AUTH_ERRORS)},
+        responses={202: RecoveredSerializer, **_problems(400, 404, 415, *s.AUTH_ERRORS)},
     )
     def post(self, request: Request, id: str) -> Response:
         body = RecoverSerializer(data=request.data)
