@@ -12,7 +12,7 @@ import threading
 from events.store import EventStore
 from projections import checkpoints
 from projections.db import Database
-from services.eventgrid.relay import OutboxRelay, Publisher, event_grid_client
+from services.eventgrid.relay import OutboxRelay, event_grid_client
 
 RELAY_CHECKPOINT = "relay"
 
@@ -53,19 +53,11 @@ class ReadModelCheckpoint:
 
 
 def relay_for(
-    store: EventStore,
-    database_url: str,
-    endpoint: str,
-    key: str = "",
-    publisher: Publisher | None = None,
+    store: EventStore, database_url: str, endpoint: str, key: str = ""
 ) -> OutboxRelay | None:
     """The relay publishing ``store`` to the topic at ``endpoint`` (None: no topic configured)."""
-    if not endpoint and publisher is None:
+    if not endpoint:
         return None
     checkpoint = ReadModelCheckpoint(database_url)
     checkpoint.setup()
-    return OutboxRelay(
-        store,
-        publisher or event_grid_client(endpoint, key),
-        checkpoint,
-    )
+    return OutboxRelay(store, event_grid_client(endpoint, key), checkpoint)

@@ -17,8 +17,10 @@ a few slots' worth at once (``PREFETCH``) and gives back what it did not send wh
 The database is used from one thread of the dispatcher's own (``Database`` is one connection),
 so the event loop never waits on a commit; successes are logged in batches (one transaction for
 all that finished meanwhile), since the database's round trips otherwise set the pace. DNS
-lookups go to the loop's default executor. Each endpoint has its own connection pool
-(``sender.send(pool=…)``): httpcore's pool slows down sharply as the requests waiting on it grow.
+lookups go to the loop's default executor. The loop is uvloop's (a dependency, for uvicorn): the
+delivery loop spends its time in the HTTP client's Python, and cheaper I/O leaves it more. Each
+endpoint has its own connection pool (``sender.send(pool=…)``): httpcore's pool slows down
+sharply as the requests waiting on it grow.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
+import uvloop
 
 from events.store import EventStore
 from projections import webhooks
@@ -46,16 +49,6 @@ from services.webhooks.sender import Outcome
 from services.webhooks.ssrf import Resolver, UnsafeURL, check_url, resolve_host
 
 log = logging.getLogger(__name__)
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop where it is installed (a dependency, for uvicorn): the delivery loop
-    spends its time in the HTTP client's Python, and uvloop's cheaper I/O leaves it more."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover (a platform without uvloop)
-        return None
-    return uvloop.new_event_loop
 
 
 PREFETCH = 4  # claims take this many slots' worth of messages at once
@@ -247,7 +240,7 @@ class WebhookDispatcher:
     def deliver_due(self, now: datetime | None = None) -> DeliveryReport:
         """Deliver the messages due now, all endpoints at once (``now``: a fixed time, for
         tests); a lane keeps claiming while its endpoint has messages due."""
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             return runner.run(self._rounds(now, None, rounds=1))
 
     def run_once(
@@ -257,7 +250,7 @@ class WebhookDispatcher:
         (requests in flight then finish, up to their timeout)."""
         deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
         report = DeliveryReport(messages=self.fan_out_pending())
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             report.add(runner.run(self._rounds(now, deadline)))
         return report
 
@@ -300,7 +293,7 @@ class WebhookDispatcher:
         backoff = FIRST_BACKOFF
         while not stop.is_set():
             try:
-                with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+                with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                     runner.run(self._serve(stop))
             except Exception:
                 log.exception("webhooks: the delivery worker failed; starting it again")

@@ -342,9 +342,10 @@ def fan_out(db: Database, events: Sequence[RecordedEvent], position: int) -> int
             if not by_owner:
                 continue
             owner = owners.get(execution_id) or _owner(db, execution_id, owners)
+            body = ""  # the CloudEvent JSON, made once for all the endpoints that want it
             for endpoint in by_owner.get(owner or "", ()):
                 if endpoint.wants(event.type, tool):
-                    body = orjson.dumps(event.to_cloudevent()).decode()
+                    body = body or orjson.dumps(event.to_cloudevent()).decode()
                     messages.append(
                         (str(uuid.uuid4()), endpoint.id, str(event.id), event.position,
                          event.type, body, PENDING, 0, now, now, now)

@@ -102,6 +102,7 @@ class Emulator:
             "endpoint": f"{self.public_url}{PUBLISH_PATH}",
             "accepted": self.accepted,
             "subscriptions": {name: s.status() for name, s in self.subscribers.items()},
+            "settled": self.settled,  # every handshake has ended: ready for a test or a user
         }
 
     @property

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -213,12 +212,6 @@ class OutboxRelay:
         thread.start()
         return thread, stop
 
-    def refresh(self) -> RelayStatus:
-        """The status with the checkpoint and head read now (for status commands)."""
-        self.status.checkpoint = self.checkpoint.load()
-        self.status.head = self.store.head_position()
-        return self.status
-
     def _publish(self, batch: Batch, stop: threading.Event) -> bool:
         while True:
             try:
@@ -255,13 +248,3 @@ class OutboxRelay:
             self.checkpoint.record_error(self.status.last_error)
         except Exception:
             log.exception("relay: could not record the failure")
-
-
-def wait_until_published(relay: OutboxRelay, timeout: float = 30.0) -> bool:
-    """True once the relay's checkpoint reaches the store's head (tests, shutdown)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if relay.checkpoint.load() >= relay.store.head_position():
-            return True
-        time.sleep(0.02)
-    return False

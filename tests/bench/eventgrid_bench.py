@@ -18,8 +18,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,9 +32,10 @@ from handlers.relaying import ReadModelCheckpoint
 from services.eventgrid.relay import OutboxRelay, batches
 from tests.bench.pipeline_bench import Latency
 from tests.bench.places import PostgresSchemas
-from tests.e2e.azure_mode import Process, create_user_with_token, wait_for_url
+from tests.e2e.azure_mode import create_user_with_token, running_emulator, start, wait_ready
 from tests.events.factories import execution_events
-from tests.web.support import cli_command, cli_env, free_port, wait_healthy
+from tests.web.support import cli_command, cli_env, free_port
+from web.core.children import emulator_settled
 
 KEY = "bench-topic-key"
 
@@ -60,24 +60,6 @@ class EventGridFigures:
     relay_published: int
     azure_latency: Latency | None
     local_latency: Latency | None
-
-
-@contextmanager
-def emulator(workdir: Path, env: dict[str, str]) -> Iterator[str]:
-    port = free_port()
-    config = workdir / "topic.json"
-    config.write_text(json.dumps({"topic": {"name": "bench", "key": KEY}, "subscriptions": []}))
-    process = Process(
-        "emulator",
-        cli_command("eventgrid-emulator", "--config", str(config), "--port", str(port)),
-        env,
-        workdir / "emulator.log",
-    ).start()
-    try:
-        wait_for_url(f"http://127.0.0.1:{port}/emulator/status", process)
-        yield f"http://127.0.0.1:{port}/api/events"
-    finally:
-        process.stop()
 
 
 def measure_relay(
@@ -155,23 +137,24 @@ def measure_latency(
     database_url = f"{schemas.url}?schema={schemas.new(name)}"
     env = _deployment_env(database_url, workdir / f"{name}-blobs")
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    ready_at, ready = f"{url}/healthz", None
     if azure:
         env.update(EVENTGRID_TOPIC_KEY=KEY, EVENTGRID_RECEIVER_KEY="bench-receiver")
+        eventgrid = free_port()
         command = cli_command(
             "run-azure",
             *("--port", str(port), "--functions-port", str(free_port())),
-            *("--eventgrid-port", str(free_port())),
+            *("--eventgrid-port", str(eventgrid)),
         )
+        # The emulator starts last, once the rest answers: its handshakes done, all is up.
+        ready_at, ready = f"http://127.0.0.1:{eventgrid}/emulator/status", emulator_settled
     else:
         env["FUNCTIONS_IN_PROCESS"] = "1"
         command = cli_command("run", "--port", str(port))
-    process = Process(name, command, env, workdir / f"{name}.log").start()
+    process = start(name, command, env, workdir / f"{name}.log")
     try:
-        url = f"http://127.0.0.1:{port}"
-        assert process.process is not None
-        wait_healthy(url, process.process, log=process.log, timeout=90)
-        if azure:
-            time.sleep(2.0)  # the emulator starts after the web: let its handshakes finish
+        wait_ready(ready_at, process, 90, ready)
         return execution_latencies(url, create_user_with_token(env), plan)
     finally:
         process.stop()
@@ -190,7 +173,8 @@ def measure_eventgrid(
         store = open_store(database_url)
         store.setup()
         try:
-            with emulator(workdir, cli_env()) as endpoint:
+            topic = {"topic": {"name": "bench", "key": KEY}, "subscriptions": []}
+            with running_emulator(workdir, cli_env(), topic) as endpoint:
                 progress(f"relay: {plan.executions * 4:,} events to the emulator")
                 events, cut, sdk, relay, published = measure_relay(
                     store, database_url, endpoint, plan.executions

@@ -16,22 +16,20 @@ rearrangement of their insides.
 from __future__ import annotations
 
 import json
-import subprocess
-import time
-import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import psycopg
 
 from tests.conftest import PG_URL
 from tests.services.eventgrid.receiver import Receiver
-from tests.web.support import ROOT, cli_command, cli_env, free_port, run_cli
+from tests.web.support import cli_command, cli_env, free_port, run_cli
+from web.core.children import Child, ChildFailed, emulator_settled, wait_for
 
 TOPIC_KEY = "e2e-topic-key"
 RECEIVER_KEY = "e2e-receiver-key"
@@ -39,50 +37,54 @@ RETRY_SCALE = "0.002"  # Event Grid's 10 s, 30 s, 1 min… become 20 ms, 60 ms, 
 
 
 @dataclass
-class Process:
-    name: str
-    command: list[str]
-    env: dict[str, str]
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
+class Started:
+    """A command started for a test (a ``web.core.children.Child``) and the log its output goes
+    to, shown when something fails."""
 
-    def start(self) -> Process:
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(
-                self.command, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
-            )
-        return self
+    child: Child
+    log: Path
+    out: IO[str]
+
+    @property
+    def name(self) -> str:
+        return self.child.name
 
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
 
     def stop(self, kill: bool = False) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        if kill:
-            self.process.kill()
-        else:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        self.child.stop(kill=kill)
+        self.out.close()
 
 
-def wait_for_url(url: str, process: Process, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        assert process.process is not None
-        if process.process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{process.name} did not come up at {url}\n{process.tail()}")
-        time.sleep(0.1)
+def start(name: str, command: list[str], env: dict[str, str], log: Path) -> Started:
+    out = open(log, "a")  # noqa: SIM115 (open while the child runs: Started.stop closes it)
+    return Started(Child(name, command, env, out), log, out)
+
+
+def wait_ready(
+    url: str, started: Started, timeout: float = 60, ready: Callable[[Any], bool] | None = None
+) -> None:
+    try:
+        wait_for(url, started.child, timeout, ready)
+    except ChildFailed as exc:
+        raise RuntimeError(f"{exc}\n{started.tail()}") from None
+
+
+@contextmanager
+def running_emulator(workdir: Path, env: dict[str, str], config: dict[str, Any]) -> Iterator[str]:
+    """``magictoolbox eventgrid-emulator`` with this config, its handshakes done; yields the
+    topic endpoint."""
+    port = free_port()
+    path = workdir / "eventgrid.json"
+    path.write_text(json.dumps(config))
+    command = cli_command("eventgrid-emulator", "--config", str(path), "--port", str(port))
+    emulator = start("emulator", command, env, workdir / "emulator.log")
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/emulator/status", emulator, ready=emulator_settled)
+        yield f"http://127.0.0.1:{port}/api/events"
+    finally:
+        emulator.stop()
 
 
 @dataclass
@@ -96,7 +98,7 @@ class AzureMode:
     audit: Receiver  # a second subscriber: another system that follows runs
     broken: Receiver  # a subscriber that always fails: retried, then dead-lettered
     env: dict[str, str]
-    processes: dict[str, Process] = field(default_factory=dict)
+    processes: dict[str, Started] = field(default_factory=dict)
     token: str = ""
 
     def api(self) -> httpx.Client:
@@ -190,10 +192,11 @@ def azure_mode(workdir: Path, azurite: str) -> Iterator[AzureMode]:
             *("--eventgrid-port", str(emulator_port), "--retry-scale", RETRY_SCALE),
             *("--subscriptions", str(extra)),
         )
-        process = Process("run-azure", command, env, workdir / "run-azure.log").start()
-        mode.processes["run-azure"] = process
-        stack.callback(process.stop)
-        wait_for_url(f"{emulator_url}/emulator/status", process, timeout=90)
+        started = start("run-azure", command, env, workdir / "run-azure.log")
+        mode.processes["run-azure"] = started
+        stack.callback(started.stop)
+        # run-azure starts the emulator last, once the rest answers: settled means all is up.
+        wait_ready(f"{emulator_url}/emulator/status", started, 90, ready=emulator_settled)
         mode.token = create_user_with_token(env)
         yield mode
 

@@ -3,7 +3,6 @@ checkpoint, and every event reaches Event Grid's subscribers (some twice: at lea
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from pathlib import Path
@@ -15,9 +14,9 @@ from events.envelope import execution_stream, execution_subject, new_event
 from events.store import open_store
 from handlers.relaying import ReadModelCheckpoint
 from tests.conftest import require_postgres
-from tests.e2e.azure_mode import TOPIC_KEY, Process, postgres_schema, wait_for_url
+from tests.e2e.azure_mode import TOPIC_KEY, postgres_schema, running_emulator, start
 from tests.services.eventgrid.receiver import Receiver
-from tests.web.support import cli_command, cli_env, free_port, run_cli
+from tests.web.support import cli_command, cli_env, run_cli
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -46,62 +45,51 @@ def test_a_relay_killed_mid_batch_delivers_every_event_after_a_restart(tmp_path:
         ids = {str(e.id) for e in store.read_all(0, limit=EXECUTIONS + 10)}
         head = store.head_position()
 
-        port = free_port()
-        config = tmp_path / "eventgrid.json"
-        config.write_text(
-            json.dumps(
+        config = {
+            "topic": {"name": "relay-restart", "key": TOPIC_KEY},
+            "subscriptions": [
                 {
-                    "topic": {"name": "relay-restart", "key": TOPIC_KEY},
-                    "subscriptions": [
-                        {
-                            "name": "audit",
-                            "endpoint": subscriber.url,
-                            "eventDeliverySchema": "CloudEventSchemaV1_0",
-                            "maxEventsPerBatch": 100,
-                        }
-                    ],
+                    "name": "audit",
+                    "endpoint": subscriber.url,
+                    "eventDeliverySchema": "CloudEventSchemaV1_0",
+                    "maxEventsPerBatch": 100,
                 }
-            )
-        )
+            ],
+        }
         env = cli_env(
             DATABASE_URL=database_url,
             SECRET_KEY="relay-test",
             MAGICTOOLBOX_DEPLOYMENT="relay-test",
-            EVENTGRID_TOPIC_ENDPOINT=f"http://127.0.0.1:{port}/api/events",
             EVENTGRID_TOPIC_KEY=TOPIC_KEY,
         )
-        emulator = Process(
-            "emulator",
-            cli_command("eventgrid-emulator", "--config", str(config), "--port", str(port)),
-            env,
-            tmp_path / "emulator.log",
-        ).start()
         try:
-            wait_for_url(f"http://127.0.0.1:{port}/emulator/status", emulator)
-            checkpoint = ReadModelCheckpoint(database_url)
-            checkpoint.setup()
-            relay = Process("relay", cli_command("relay"), env, tmp_path / "relay.log").start()
-            try:
+            with running_emulator(tmp_path, env, config) as endpoint:
+                env["EVENTGRID_TOPIC_ENDPOINT"] = endpoint
+                checkpoint = ReadModelCheckpoint(database_url)
+                checkpoint.setup()
+                relay = start("relay", cli_command("relay"), env, tmp_path / "relay.log")
+                try:
+                    deadline = time.monotonic() + 60
+                    while checkpoint.load() == 0 and time.monotonic() < deadline:
+                        time.sleep(0.005)
+                    relay.stop(kill=True)  # SIGKILL: no chance to finish the batch or save
+                finally:
+                    relay.stop(kill=True)
+                killed_at = checkpoint.load()
+                assert 0 < killed_at < head, (
+                    f"the relay was not killed mid-way ({killed_at}/{head})"
+                )
+
+                rerun = run_cli("relay", "--once", timeout=120, **env)
+                assert rerun.returncode == 0, rerun.stderr
+                assert checkpoint.load() == head
+
                 deadline = time.monotonic() + 60
-                while checkpoint.load() == 0 and time.monotonic() < deadline:
-                    time.sleep(0.005)
-                relay.stop(kill=True)  # SIGKILL: no chance to finish the batch or save anything
-            finally:
-                relay.stop(kill=True)
-            killed_at = checkpoint.load()
-            assert 0 < killed_at < head, f"the relay was not killed mid-way ({killed_at}/{head})"
-
-            rerun = run_cli("relay", "--once", timeout=120, **env)
-            assert rerun.returncode == 0, rerun.stderr
-            assert checkpoint.load() == head
-
-            deadline = time.monotonic() + 60
-            while not ids <= delivered(subscriber) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            missing = ids - delivered(subscriber)
-            assert not missing, f"{len(missing)} events never arrived\n{emulator.tail()}"
+                while not ids <= delivered(subscriber) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                missing = ids - delivered(subscriber)
+                assert not missing, f"{len(missing)} events never arrived"
         finally:
-            emulator.stop()
             store.close()
 
 

@@ -4,7 +4,6 @@ append executions."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from uuid import UUID, uuid4
 from events.catalog import Completed, Processing, Submitted
 from events.envelope import execution_stream, execution_subject, new_event
 from events.store import EventStore
+from web.core.azurite import free_port as free_port  # for the tests that start servers
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = "/magictoolbox/test"
@@ -30,12 +30,6 @@ def embedded_env(root: Path, **extra: str) -> dict[str, str]:
         "DEMO_ACCOUNT": "0",
         **extra,
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_healthy(

@@ -24,7 +24,12 @@ from azure.core.credentials import AccessToken
 from azure.storage.blob import BlobServiceClient, UserDelegationKey
 
 from services.blobs import open_blob_store
-from services.blobs.azure import BLOCK_SIZE, AzureBlobStore, content_disposition
+from services.blobs.azure import (
+    BLOCK_SIZE,
+    AzureBlobStore,
+    azurite_connection_string,
+    content_disposition,
+)
 from services.blobs.local import LocalBlobStore
 from services.blobs.store import (
     CHUNK_SIZE,
@@ -34,8 +39,8 @@ from services.blobs.store import (
     BlobTooLarge,
     StorageUnavailable,
 )
-from tests.azurite import azurite_connection_string, free_port
 from tests.services.blobs.conftest import SIGNING_KEY
+from web.core.azurite import free_port
 
 MIB = 1024 * 1024
 

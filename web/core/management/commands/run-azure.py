@@ -23,14 +23,11 @@ import json
 import os
 import secrets
 import signal
-import socket
-import subprocess
 import sys
 import threading
-import time
-import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -39,8 +36,9 @@ from handlers.function_app import app as function_app
 from handlers.host import read_bindings
 from handlers.webhook import STATUS_PATH, event_subscriptions
 from services.blobs.azure import azurite_connection_string
+from web.core import azurite
+from web.core.children import Child, ChildFailed, emulator_settled, wait_for
 
-AZURITE = settings.BASE_DIR / "var" / "node" / "node_modules" / ".bin" / "azurite-blob"
 TOPIC_NAME = "magictoolbox-local"
 
 
@@ -50,7 +48,7 @@ def emulator_config(
     topic_key: str,
     receiver_key: str,
     blob_storage: str,
-    extra: list[dict[str, Any]] = (),  # type: ignore[assignment]
+    extra: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """The topic and its subscriptions, as ``infra/`` subscribes them in Azure."""
     subscriptions, _ = read_bindings(function_app)
@@ -79,65 +77,6 @@ def emulator_config(
             *extra,
         ],
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Child:
-    """A child process whose output is copied to ours, each line after its name."""
-
-    def __init__(self, name: str, command: list[str], env: dict[str, str], out: IO[str]) -> None:
-        self.name = name
-        self.process = subprocess.Popen(
-            command,
-            cwd=settings.BASE_DIR,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            start_new_session=True,  # our Ctrl-C is ours to pass on, in order
-        )
-        self._copier = threading.Thread(target=self._copy, args=(out,), daemon=True)
-        self._copier.start()
-
-    def _copy(self, out: IO[str]) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            out.write(f"{self.name:>9} | {line}")
-            out.flush()
-
-    def running(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self, timeout: float = 15) -> None:
-        if self.running():
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._copier.join(2)
-
-
-def wait_for(url: str, child: Child, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        if not child.running():
-            raise CommandError(f"{child.name} exited with {child.process.returncode}")
-        time.sleep(0.1)
-    raise CommandError(f"{child.name} did not answer at {url} in {timeout:.0f} s")
 
 
 class Command(BaseCommand):
@@ -219,7 +158,7 @@ class Command(BaseCommand):
                 self.stdout,
             )
             children.append(eventgrid)
-            wait_for(f"{eventgrid_url}/emulator/status", eventgrid)
+            wait_for(f"{eventgrid_url}/emulator/status", eventgrid, ready=emulator_settled)
             self.stdout.write(
                 self.style.SUCCESS(f"Azure mode is running: {web_url}/ (Ctrl-C stops it all)")
             )
@@ -230,37 +169,21 @@ class Command(BaseCommand):
                 stop.wait(0.5)
         except KeyboardInterrupt:
             pass
+        except ChildFailed as exc:
+            raise CommandError(str(exc)) from None
         finally:
             for child in sorted(children, key=lambda c: c.name != "web"):  # the web first
                 child.stop()
         self.stdout.write("Azure mode stopped.")
 
     def _azurite(self, var: Path, children: list[Child]) -> str:
-        if not AZURITE.exists():
-            raise CommandError(f"Azurite is not installed at {AZURITE}: run `make azurite`")
-        port = free_port()
+        if not azurite.AZURITE.exists():
+            raise CommandError(f"Azurite is not installed at {azurite.AZURITE}: run `make azurite`")
+        port = azurite.free_port()
         (var / "azurite").mkdir(exist_ok=True)
         log = open(var / "azurite" / "azurite.log", "a")  # noqa: SIM115 (the child's lifetime)
-        child = Child(
-            "azurite",
-            [
-                *(str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port)),
-                *("--location", str(var / "azurite"), "--skipApiVersionCheck"),
-                *("--disableTelemetry", "--loose"),
-            ],
-            dict(os.environ),
-            log,
-        )
+        child = Child("azurite", azurite.command(var / "azurite", port), dict(os.environ), log)
         children.append(child)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if not child.running() or time.monotonic() > deadline:
-                    raise CommandError(
-                        "Azurite did not start (see var/azurite/azurite.log)"
-                    ) from None
-                time.sleep(0.1)
+        if not azurite.wait_listening(port, child.running):
+            raise CommandError("Azurite did not start (see var/azurite/azurite.log)")
         return azurite_connection_string(port)
