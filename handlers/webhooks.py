@@ -577,10 +577,11 @@ class WebhookDispatcher:
         outcome: Outcome,
         now: datetime,
     ) -> tuple[str, str | None]:
-        """Log the attempt and schedule the next; disable the endpoint when it asks (410) or
-        has failed too long. The message's new status and the reason it was disabled."""
+        """Log a failed attempt and schedule the next (successes go through ``_record_ok``);
+        disable the endpoint when it asks (410) or has failed too long. The message's new status
+        and the reason it was disabled."""
         next_at = None
-        if not outcome.ok and not outcome.gone:
+        if not outcome.gone:
             delay = schedule.delay_before(message.attempts + 2, self.retry_scale)
             if delay is not None and outcome.status in (429, 503):
                 wish = schedule.retry_after(outcome.retry_after, now)
@@ -591,15 +592,13 @@ class WebhookDispatcher:
             db,
             message,
             status=outcome.status,
-            ok=outcome.ok,
+            ok=False,
             latency_ms=outcome.latency_ms,
             response=outcome.response_excerpt,
             error=outcome.error,
             next_attempt_at=next_at,
             now=now,
         )
-        if outcome.ok:
-            return status, None
         reason = None
         if outcome.gone:
             reason = f"{endpoint.url} answered 410 Gone at {_shown(now)}"
