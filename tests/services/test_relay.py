@@ -181,15 +181,19 @@ def test_two_relays_at_once_never_move_the_checkpoint_back(
     assert checkpoint.load() == store.head_position()
 
 
-def test_without_a_key_the_relay_signs_in_as_the_managed_identity() -> None:
-    """No key configured: the client authenticates with DefaultAzureCredential (a bearer token
-    for Event Grid's scope), as the Bicep's role assignment expects. Nothing is sent here."""
-    from azure.core.pipeline.policies import BearerTokenCredentialPolicy
-    from azure.identity import DefaultAzureCredential
+def test_without_a_key_the_relay_asks_for_a_bearer_token_and_never_publishes_unsigned(
+    store: EventStore, topic: RecordingTopic, checkpoint: ReadModelCheckpoint
+) -> None:
+    """No key configured: the relay authenticates as the managed identity (DefaultAzureCredential,
+    a bearer token), as the Bicep's role assignment expects. Bearer tokens go only over https, so
+    against this http topic nothing is sent at all, and the relay says why."""
+    fill(store, 1)
+    relay = OutboxRelay(store, event_grid_client(topic.endpoint), checkpoint, backoff=FAST)
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
 
-    client = event_grid_client("https://topic.example.eventgrid.azure.net/api/events")
-    policies = client._client._client._client._pipeline._impl_policies  # type: ignore[attr-defined]
-    bearer = [p for p in policies if isinstance(p, BearerTokenCredentialPolicy)]
-    assert len(bearer) == 1
-    assert isinstance(bearer[0]._credential, DefaultAzureCredential)
-    assert bearer[0]._scopes == ("https://eventgrid.azure.net/.default",)
+    assert relay.run_once(stop) == 0
+
+    assert topic.batches == [] and topic.refused == 0  # not one request reached the topic
+    assert "Bearer token" in (relay.status.last_error or "")
+    assert checkpoint.load() == 0
