@@ -33,6 +33,10 @@ class EventPayload(BaseModel):
     def event_type(cls) -> str:
         return TYPE_PREFIX + cls.name
 
+    def summary(self) -> str:
+        """The one line of this event worth reading (its JSON has the rest)."""
+        return ""
+
 
 class BlobRef(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -65,11 +69,20 @@ class Submitted(EventPayload):
     input: DeclaredInput | None = None
     replay_of: UUID | None = None
 
+    def summary(self) -> str:
+        text = f"{self.tool} ({self.mode})"
+        if self.input is not None:
+            text += f", input {self.input.filename}"
+        return text + (f", replay of {self.replay_of}" if self.replay_of else "")
+
 
 class Uploaded(EventPayload):
     name: ClassVar[str] = "Uploaded"
 
     blob: BlobRef
+
+    def summary(self) -> str:
+        return f"stored {file_size(self.blob.size)} ({self.blob.content_type})"
 
 
 class Processing(EventPayload):
@@ -78,6 +91,9 @@ class Processing(EventPayload):
     attempt: int = Field(ge=1)
     worker_id: str = Field(min_length=1, max_length=200)
     deadline: datetime
+
+    def summary(self) -> str:
+        return f"attempt {self.attempt} by {self.worker_id}"
 
 
 class Progress(EventPayload):
@@ -89,6 +105,9 @@ class Progress(EventPayload):
     percent: float = Field(ge=0, le=100)
     message: str = Field(default="", max_length=500)
 
+    def summary(self) -> str:
+        return f"{self.percent:g}%" + (f" {self.message}" if self.message else "")
+
 
 class Completed(EventPayload):
     name: ClassVar[str] = "Completed"
@@ -96,6 +115,10 @@ class Completed(EventPayload):
     output: BlobRef | None = None
     result: str | None = Field(default=None, max_length=64 * 1024)
     duration_ms: int = Field(ge=0)
+
+    def summary(self) -> str:
+        kind = "a file" if self.output is not None else "an inline result"
+        return f"{kind} in {duration(self.duration_ms)}"
 
 
 class Failed(EventPayload):
@@ -109,11 +132,17 @@ class Failed(EventPayload):
     retryable: bool
     attempt: int = Field(ge=0)
 
+    def summary(self) -> str:
+        return f"{self.code}: {self.message}" + (" (retryable)" if self.retryable else "")
+
 
 class Cancelled(EventPayload):
     name: ClassVar[str] = "Cancelled"
 
     reason: str = Field(default="", max_length=500)
+
+    def summary(self) -> str:
+        return self.reason
 
 
 class Retried(EventPayload):
@@ -121,11 +150,37 @@ class Retried(EventPayload):
 
     next_attempt: int = Field(ge=2)
 
+    def summary(self) -> str:
+        return f"next attempt {self.next_attempt}"
+
 
 class Expired(EventPayload):
     name: ClassVar[str] = "Expired"
 
     blobs_removed: list[BlobRef] = Field(default_factory=list)
+
+    def summary(self) -> str:
+        count = len(self.blobs_removed)
+        return f"{count} file{'s' if count != 1 else ''} removed"
+
+
+def file_size(size: int) -> str:
+    """``1536`` → ``1.5 KB``; bytes below a kilobyte are counted as such."""
+    if size < 1024:
+        return f"{size} byte{'s' if size != 1 else ''}"
+    value = size / 1024
+    for unit in ("KB", "MB", "GB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
+
+
+def duration(ms: int | None) -> str:
+    """A run's duration as people read it: ``840 ms``, ``12.5 s``; an em dash when unknown."""
+    if ms is None:
+        return "—"
+    return f"{ms} ms" if ms < 10_000 else f"{ms / 1000:.1f} s"
 
 
 class Catalog:

@@ -66,7 +66,7 @@ def publish(projection: str, events: Sequence[RecordedEvent], db: Database) -> N
         changed[e.execution_id] = None
         channel = execution_channel(e.execution_id)
         if heard(channel):
-            send_event(channel, "event", e.event.to_cloudevent())
+            send_event(channel, "event", executions.timeline_entry(e.event))
     for execution in status_model.get_many(db, list(changed)):
         channels = [user_channel(execution.owner), execution_channel(execution.execution_id)]
         channels = [c for c in channels if heard(c)]

@@ -83,3 +83,60 @@ def test_a_stored_event_is_a_cloudevent_with_our_extensions(store: EventStore) -
     assert doc["traceparent"].startswith("00-")
     assert doc["data"]["attempt"] == 1
     assert orjson.loads(orjson.dumps(doc)) == doc  # plain JSON all the way down
+
+
+def test_each_event_reads_as_one_line_for_people() -> None:
+    """The timeline's summaries: the API adds them, the UI shows them as they come."""
+    from datetime import UTC, datetime
+
+    from events.catalog import (
+        BlobRef,
+        Cancelled,
+        Completed,
+        DeclaredInput,
+        Expired,
+        Processing,
+        Retried,
+        Uploaded,
+    )
+
+    blob = BlobRef(
+        container="uploads",
+        name="x/photo.png",
+        size=1536,
+        sha256="0" * 64,
+        content_type="image/png",
+    )
+    submitted = Submitted(
+        execution_id=uuid.UUID(int=1),
+        tool="image-rotate",
+        category="image",
+        tool_version="1",
+        mode="async",
+        owner="7",
+        input=DeclaredInput(filename="photo.png", size=1536, content_type="image/png"),
+    )
+    lines = [
+        submitted.summary(),
+        Uploaded(blob=blob).summary(),
+        Processing(attempt=2, worker_id="w1", deadline=datetime.now(UTC)).summary(),
+        Progress(percent=50.0, message="halfway").summary(),
+        Completed(output=blob, duration_ms=12_500).summary(),
+        Completed(result="ok", duration_ms=840).summary(),
+        Failed(code="timeout", message="too slow", retryable=True, attempt=1).summary(),
+        Cancelled(reason="changed my mind").summary(),
+        Retried(next_attempt=2).summary(),
+        Expired(blobs_removed=[blob]).summary(),
+    ]
+    assert lines == [
+        "image-rotate (async), input photo.png",
+        "stored 1.5 KB (image/png)",
+        "attempt 2 by w1",
+        "50% halfway",
+        "a file in 12.5 s",
+        "an inline result in 840 ms",
+        "timeout: too slow (retryable)",
+        "changed my mind",
+        "next attempt 2",
+        "1 file removed",
+    ]

@@ -140,6 +140,12 @@ class CloudEventSerializer(serializers.Serializer):
     correlationid = serializers.CharField(required=False)
 
 
+class TimelineEventSerializer(CloudEventSerializer):
+    summary = serializers.CharField(
+        help_text="the event in one line, for people (added by the API, not stored)"
+    )
+
+
 class FeedQuerySerializer(serializers.Serializer):
     after = serializers.IntegerField(required=False, min_value=0, default=0, max_value=2**62)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=100)

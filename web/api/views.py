@@ -210,7 +210,7 @@ class ExecutionEvents(ExecutionIdMixin, APIView):
         operation_id="executions_events",
         parameters=[ID_PARAM],
         responses={
-            200: s.CloudEventSerializer(many=True),
+            200: s.TimelineEventSerializer(many=True),
             **s.problem_responses(404, *s.AUTH_ERRORS),
         },
     )

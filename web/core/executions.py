@@ -22,7 +22,7 @@ from uuid import UUID
 from django.core.files.uploadedfile import UploadedFile
 from django.urls import reverse
 
-from events.envelope import execution_stream
+from events.envelope import RecordedEvent, execution_stream
 from projections import history, status as status_model
 from projections.projection import STATUS_AFTER
 from projections.status import ExecutionStatus
@@ -221,12 +221,18 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 def timeline(user: Any, execution_id: UUID) -> list[dict[str, Any]]:
-    """The execution's audit stream, as CloudEvents."""
+    """The execution's audit stream, as CloudEvents (each with its one-line ``summary``)."""
     events = bootstrap.event_store().read_stream(execution_stream(execution_id))
     row = status_model.from_events(events)
     if row is None or row.owner != owner_of(user):
         raise _not_found(execution_id)
-    return [event.to_cloudevent() for event in events]
+    return [timeline_entry(event) for event in events]
+
+
+def timeline_entry(event: RecordedEvent) -> dict[str, Any]:
+    """An event as the API and the live updates show it: the CloudEvent the store holds, plus
+    ``summary``, the line a person reads (not part of the stored event)."""
+    return {**event.to_cloudevent(), "summary": event.payload().summary()}
 
 
 # -- writing ------------------------------------------------------------------------------------

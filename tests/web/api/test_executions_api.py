@@ -101,6 +101,8 @@ def test_an_async_tool_is_queued_then_followed_to_its_download(
     assert events[-1]["type"] == "MagicToolbox.Execution.Completed"
     assert all(e["specversion"] == "1.0" and e["subject"].endswith(done["id"]) for e in events)
     assert [e["streamversion"] for e in events] == list(range(len(events)))
+    assert events[0]["summary"] == "image-rotate (async), input photo.png"
+    assert events[-1]["summary"].startswith("a file in ")
 
 
 def test_an_idempotency_key_makes_a_repeated_submit_return_the_first_execution(

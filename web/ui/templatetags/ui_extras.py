@@ -1,6 +1,6 @@
 """Template filters of the UI: how times, statuses, events and categories read on a page.
 
-``static/ui/app.js`` formats what it inserts live the same way (``when``, ``eventSummary``), so a
+``static/ui/app.js`` formats what it inserts live the same way (``when``), so a
 row rendered by the server and one added by the script look alike.
 """
 
@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django import template
-from django.template.defaultfilters import filesizeformat
+
+from events.catalog import duration
 
 register = template.Library()
 
@@ -55,44 +56,11 @@ def pretty_json(value: Any) -> str:
 
 
 @register.filter
-def duration(ms: int | None) -> str:
-    if ms is None:
-        return "—"
-    return f"{ms} ms" if ms < 10_000 else f"{ms / 1000:.1f} s"
-
-
-@register.filter
-def event_summary(event: dict[str, Any] | None) -> str:
-    """The one line worth reading of an event's data (the JSON has the rest)."""
-    if not isinstance(event, dict):
+def cloudevent_json(entry: dict[str, Any] | None) -> str:
+    """A timeline entry's stored CloudEvent, without the ``summary`` the API adds for people."""
+    if not entry:
         return ""
-    name = event_name(event.get("type", ""))
-    data = event.get("data") or {}
-    if name == "Submitted":
-        text = f"{data.get('tool', '')} ({data.get('mode', '')})"
-        declared = data.get("input") or {}
-        if declared.get("filename"):
-            text += f", input {declared['filename']}"
-        return text + (f", replay of {data['replay_of']}" if data.get("replay_of") else "")
-    if name == "Uploaded":
-        blob = data.get("blob") or {}
-        return f"stored {filesizeformat(blob.get('size', 0))} ({blob.get('content_type', '')})"
-    if name == "Processing":
-        return f"attempt {data.get('attempt')} by {data.get('worker_id', '')}"
-    if name == "Progress":
-        message = f" {data['message']}" if data.get("message") else ""
-        return f"{float(data.get('percent', 0)):g}%{message}"
-    if name == "Completed":
-        kind = "a file" if data.get("output") else "an inline result"
-        return f"{kind} in {duration(data.get('duration_ms'))}"
-    if name == "Failed":
-        retry = " (retryable)" if data.get("retryable") else ""
-        return f"{data.get('code', '')}: {data.get('message', '')}{retry}"
-    if name == "Cancelled":
-        return data.get("reason", "")
-    if name == "Retried":
-        return f"next attempt {data.get('next_attempt')}"
-    if name == "Expired":
-        count = len(data.get("blobs_removed") or [])
-        return f"{count} file{'s' if count != 1 else ''} removed"
-    return ""
+    return pretty_json({k: v for k, v in entry.items() if k != "summary"})
+
+
+register.filter("duration", duration)

@@ -88,40 +88,6 @@
     return String(type || "").split(".").pop();
   }
 
-  // Mirrors web/ui/templatetags/ui_extras.py:event_summary.
-  function eventSummary(event) {
-    const data = event.data || {};
-    switch (eventName(event.type)) {
-      case "Submitted": {
-        let text = `${data.tool || ""} (${data.mode || ""})`;
-        if (data.input && data.input.filename) text += `, input ${data.input.filename}`;
-        return text + (data.replay_of ? `, replay of ${data.replay_of}` : "");
-      }
-      case "Uploaded": {
-        const blob = data.blob || {};
-        return `stored ${fileSize(blob.size || 0)} (${blob.content_type || ""})`;
-      }
-      case "Processing":
-        return `attempt ${data.attempt} by ${data.worker_id || ""}`;
-      case "Progress":
-        return `${Number(data.percent || 0)}%${data.message ? " " + data.message : ""}`;
-      case "Completed":
-        return `${data.output ? "a file" : "an inline result"} in ${duration(data.duration_ms)}`;
-      case "Failed":
-        return `${data.code || ""}: ${data.message || ""}${data.retryable ? " (retryable)" : ""}`;
-      case "Cancelled":
-        return data.reason || "";
-      case "Retried":
-        return `next attempt ${data.next_attempt}`;
-      case "Expired": {
-        const count = (data.blobs_removed || []).length;
-        return `${count} file${count === 1 ? "" : "s"} removed`;
-      }
-      default:
-        return "";
-    }
-  }
-
   function setText(element, text) {
     // Only touch the DOM on a change: a live region re-announces whatever is rewritten.
     if (element && element.textContent !== text) element.textContent = text;
@@ -774,9 +740,10 @@
       time.setAttribute("datetime", event.time || "");
       time.textContent = when(event.time);
       item.querySelector("[data-field=version]").textContent = `version ${event.streamversion}`;
-      item.querySelector("[data-field=summary]").textContent = eventSummary(event);
+      item.querySelector("[data-field=summary]").textContent = event.summary || "";
       item.querySelector("[data-field=label]").textContent = ` of ${name}, version ${event.streamversion}`;
-      item.querySelector("[data-field=json]").textContent = JSON.stringify(sortKeys(event), null, 2);
+      const { summary, ...stored } = event; // the summary is the API's, not the stored event's
+      item.querySelector("[data-field=json]").textContent = JSON.stringify(sortKeys(stored), null, 2);
       if (fresh) item.classList.add("is-new");
       // Keep stream order even when a message arrives late.
       const later = Array.from(list.children).find(
