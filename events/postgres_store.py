@@ -12,14 +12,12 @@ every commit).
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from uuid import UUID
 
 import psycopg
@@ -34,6 +32,7 @@ from events.appending import (
 )
 from events.audit import verify_rows
 from events.catalog import Catalog, catalog as execution_catalog
+from events.connections import split_url
 from events.envelope import GENESIS_HASH, NewEvent, RecordedEvent, chain, recorded_event
 from events.errors import EventStoreError, WrongExpectedVersion
 from events.store import ANY, NO_STREAM, AppendResult, FeedStatus, VerifyReport
@@ -54,22 +53,10 @@ HORIZON = "tx < (SELECT pg_snapshot_xmin(pg_current_snapshot()))"
 # Under a burst of appends, other processes are woken at most this often (seconds); each
 # wake-up is a NOTIFY transaction, so one per append would cost the writers a fifth of their speed.
 NOTIFY_INTERVAL = 0.01
-_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 def _event_row(cursor: psycopg.Cursor) -> object:
     return recorded_event
-
-
-def split_url(url: str) -> tuple[str, str]:
-    """(libpq URL, schema): our ``schema`` query parameter is taken out of the URL."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    schema = next((v for k, v in query if k == "schema"), "public")
-    rest = urlencode([(k, v) for k, v in query if k != "schema"])
-    if not _SCHEMA_RE.match(schema):
-        raise ValueError(f"invalid schema name {schema!r}")
-    return urlunsplit(parts._replace(query=rest)), schema
 
 
 def _insert(

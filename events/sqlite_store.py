@@ -6,7 +6,6 @@ and the global feed cannot have late-committing gaps. Each thread gets its own c
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -23,6 +22,7 @@ from events.appending import (
 )
 from events.audit import verify_rows
 from events.catalog import Catalog, catalog as execution_catalog
+from events.connections import sqlite_path, writer_lock
 from events.envelope import GENESIS_HASH, NewEvent, RecordedEvent, chain, recorded_event
 from events.errors import WrongExpectedVersion
 from events.store import ANY, NO_STREAM, AppendResult, FeedStatus, VerifyReport
@@ -58,35 +58,10 @@ COLUMNS = (
 SYNCHRONOUS = "FULL"
 
 
-def sqlite_path(url: str) -> str:
-    """The file of a ``sqlite:///relative`` or ``sqlite:////absolute`` URL."""
-    return url.removeprefix("sqlite:///").removeprefix("sqlite://")
-
-
 def _row_to_event(row: tuple) -> RecordedEvent:
     return recorded_event(
         (*row[:3], UUID(bytes=row[3]), *row[4:6], datetime.fromisoformat(row[6]), *row[7:])
     )
-
-
-_writers: dict[str, threading.RLock] = {}
-_writers_lock = threading.Lock()
-
-
-def writer_lock(path: str | Path) -> threading.RLock:
-    """The lock that this process's writers of one SQLite file take before ``BEGIN IMMEDIATE``.
-
-    SQLite lets one writer in at a time and makes the others sleep and retry (its busy
-    handler backs off up to 100 ms a time, in no order), which gave appends a tail of seconds
-    under load. Queueing on a lock first hands the file over in turn, without sleeps; other
-    processes still meet the busy handler. The store and the read models share it.
-    """
-    key = os.path.realpath(path) if str(path) != ":memory:" else f":memory:{id(path)}"
-    with _writers_lock:
-        lock = _writers.get(key)
-        if lock is None:
-            lock = _writers[key] = threading.RLock()
-        return lock
 
 
 class SQLiteEventStore:

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from projections.db import Database
+from events.database import Database
 
 DEADLETTERS = "functions_deadletters"
 CHECKPOINTS = "functions_checkpoints"

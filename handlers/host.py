@@ -36,10 +36,10 @@ import orjson
 from azure.functions.timer import TimerRequest
 from croniter import croniter
 
+from events.database import Database
 from events.envelope import RecordedEvent
 from events.store import EventStore
 from handlers.deadletters import DeadLetterStore
-from projections.db import Database
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import threading
 
+from events import checkpoints
+from events.database import Database
 from events.store import EventStore
-from projections import checkpoints
-from projections.db import Database
 from services.eventgrid.relay import OutboxRelay, event_grid_client
 
 RELAY_CHECKPOINT = "relay"

@@ -41,9 +41,9 @@ from typing import Any, TypeVar
 import httpx
 import uvloop
 
+from events.database import Database
 from events.store import EventStore
 from projections import webhooks
-from projections.db import Database
 from services.webhooks import schedule, sender, signing
 from services.webhooks.sender import Outcome
 from services.webhooks.ssrf import Resolver, UnsafeURL, check_url, resolve_host

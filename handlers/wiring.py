@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from events.store import EventStore, open_store
+from events.opening import open_store
+from events.store import EventStore
 from handlers.relaying import relay_for
 from handlers.webhooks import WebhookDispatcher
 from services.blobs import BlobStore, open_blob_store

@@ -15,10 +15,10 @@ from uuid import UUID
 import azure.functions as func
 
 from events.catalog import Retried
+from events.database import Database
 from handlers.webhooks import DeliveryReport
 from handlers.wiring import Dependencies
 from projections import status
-from projections.db import Database
 from services.blobs.retention import remove_execution_blobs, sweep_temp
 from services.executions.decider import ExecutionState
 from services.executions.service import Trace

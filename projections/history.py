@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from events.database import Database
 from events.envelope import RecordedEvent
-from projections.db import Database
 from projections.projection import (
     LIVE,
     STATUS_AFTER,

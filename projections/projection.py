@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from events.catalog import TYPE_PREFIX, catalog
+from events.database import Database
 from events.envelope import EXECUTION_STREAM_PREFIX, RecordedEvent
-from projections.db import Database
 
 LIVE = "proj_"
 

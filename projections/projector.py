@@ -19,10 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from events import checkpoints
+from events.database import Database
 from events.envelope import RecordedEvent
 from events.store import EventStore
-from projections import checkpoints
-from projections.db import Database
 from projections.projection import LIVE, Projection, create_tables
 from projections.registry import ALL
 

@@ -13,9 +13,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from events import checkpoints
+from events.database import Database
 from events.store import EventStore
-from projections import checkpoints
-from projections.db import Database
 from projections.projection import LIVE, Projection, create_tables, drop_tables
 from projections.registry import ALL
 

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from events.database import Database
 from events.envelope import RecordedEvent
-from projections.db import Database
 from projections.projection import (
     LIVE,
     STATUS_AFTER,

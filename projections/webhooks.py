@@ -23,9 +23,9 @@ from typing import Any
 
 import orjson
 
+from events import checkpoints
+from events.database import Database
 from events.envelope import RecordedEvent
-from projections import checkpoints
-from projections.db import Database
 
 CHECKPOINT = "webhooks"
 ENDPOINTS = "webhook_endpoints"

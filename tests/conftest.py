@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from events.store import EventStore, open_store
+from events.opening import open_store
+from events.store import EventStore
 
 PG_URL = os.environ.get("MAGICTOOLBOX_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"

@@ -11,9 +11,10 @@ import threading
 
 from django.conf import settings
 
-from events.store import EventStore, open_store
+from events.database import Database
+from events.opening import open_store
+from events.store import EventStore
 from handlers import wiring
-from projections.db import Database
 from services.blobs import BlobStore, open_blob_store
 from services.executions.service import ExecutionService
 from services.tools.registry import ToolRegistry, default_registry

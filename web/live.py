@@ -20,9 +20,9 @@ from django_eventstream import send_event
 from django_eventstream.channelmanager import ChannelManagerBase
 from django_eventstream.views import get_listener_manager
 
+from events.database import Database
 from events.envelope import RecordedEvent
 from projections import status as status_model
-from projections.db import Database
 from projections.projection import execution_events
 from web.core import executions
 

@@ -27,7 +27,8 @@ from azure.core.credentials import AzureKeyCredential
 from azure.eventgrid import EventGridPublisherClient
 from PIL import Image
 
-from events.store import EventStore, open_store
+from events.opening import open_store
+from events.store import EventStore
 from handlers.relaying import ReadModelCheckpoint
 from services.eventgrid.relay import OutboxRelay, batches
 from tests.bench.pipeline_bench import Latency

@@ -13,7 +13,8 @@ from types import TracebackType
 
 import psycopg
 
-from events.store import EventStore, open_store
+from events.opening import open_store
+from events.store import EventStore
 
 
 class PostgresSchemas:

@@ -19,7 +19,8 @@ from uuid import uuid4
 
 from events.catalog import Submitted
 from events.envelope import execution_stream, execution_subject, new_event
-from events.store import NO_STREAM, EventStore, open_store
+from events.opening import open_store
+from events.store import NO_STREAM, EventStore
 from projections.projector import Projector
 from projections.rebuild import rebuild
 from projections.registry import ALL

@@ -131,7 +131,7 @@ def _chunks(head: bytes, total: int) -> Iterator[bytes]:
 
 
 def _measure(size_mb: int, directory: Path) -> MemoryFigures:
-    from events.store import open_store
+    from events.opening import open_store
     from services.blobs.local import LocalBlobStore
     from services.executions.service import ExecutionService
     from services.tools.registry import ToolRegistry, discover

@@ -26,10 +26,10 @@ import httpx
 import orjson
 import uvloop
 
-from events.store import open_store
+from events.database import Database
+from events.opening import open_store
 from handlers.webhooks import WebhookDispatcher
 from projections import webhooks
-from projections.db import Database
 from services.webhooks.signing import headers as signed_headers, new_secret
 from tests.bench.places import PostgresSchemas
 from tests.events.factories import execution_events

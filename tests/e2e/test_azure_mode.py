@@ -23,7 +23,7 @@ from PIL import Image
 from standardwebhooks.webhooks import Webhook
 
 from events.envelope import execution_stream
-from events.store import open_store
+from events.opening import open_store
 from tests.conftest import require_postgres
 from tests.e2e.azure_mode import RECEIVER_KEY, TOPIC_KEY, AzureMode, azure_mode
 from tests.services.webhooks.endpoint import Endpoint, Received

@@ -11,7 +11,7 @@ import pytest
 
 from events.catalog import Submitted
 from events.envelope import execution_stream, execution_subject, new_event
-from events.store import open_store
+from events.opening import open_store
 from handlers.relaying import ReadModelCheckpoint
 from tests.conftest import require_postgres
 from tests.e2e.azure_mode import TOPIC_KEY, postgres_schema, running_emulator, start

@@ -19,7 +19,8 @@ from events.errors import (
     UnknownEventType,
     WrongExpectedVersion,
 )
-from events.store import ANY, NO_STREAM, EventStore, open_store
+from events.opening import open_store
+from events.store import ANY, NO_STREAM, EventStore
 from tests.events.factories import execution_events, progress
 
 

@@ -14,7 +14,8 @@ from uuid import UUID
 
 import pytest
 
-from events.store import EventStore, open_store
+from events.opening import open_store
+from events.store import EventStore
 from handlers import wiring
 from handlers.deadletters import DeadLetterStore
 from handlers.function_app import app

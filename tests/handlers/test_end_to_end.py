@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 
 from events.catalog import DeclaredInput
+from events.database import Database
 from events.envelope import execution_stream
 from projections import status as status_model
-from projections.db import Database
 from services.executions.commands import RecordUpload, Submit
 from services.executions.decider import TERMINAL, Status
 from services.tools.submissions import SubmissionRefused
@@ -125,7 +125,7 @@ def test_a_worker_killed_mid_run_is_timed_out_retried_and_completes(
             textwrap.dedent(
                 f"""
                 import uuid
-                from events.store import open_store
+                from events.opening import open_store
                 from services.blobs.local import LocalBlobStore
                 from services.executions.service import ExecutionService
                 from services.tools.runner import ToolRunner

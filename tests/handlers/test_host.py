@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import azure.functions as func
 import pytest
 
-from events.store import EventStore, open_store
+from events.opening import open_store
+from events.store import EventStore
 from handlers.deadletters import DeadLetterStore
 from handlers.function_app import READY_FOR_WORK, app as real_app
 from handlers.host import LocalFunctionsHost, RetryPolicy, read_bindings

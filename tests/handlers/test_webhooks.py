@@ -15,6 +15,7 @@ import orjson
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from events.database import Database
 from events.envelope import RecordedEvent
 from events.store import EventStore
 from handlers import wiring, work
@@ -22,7 +23,6 @@ from handlers.function_app import app as function_app
 from handlers.host import read_bindings
 from handlers.webhooks import WebhookDispatcher
 from projections import webhooks
-from projections.db import Database
 from services.webhooks.signing import new_secret
 from tests.events.factories import execution_events
 from tests.services.webhooks.endpoint import Answer, Endpoint, Received

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from events.database import Database
 from events.store import EventStore
-from projections.db import Database
 from projections.projector import Projector
 from services.executions.service import ExecutionService
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import sys
 
+from events.database import Database
 from events.envelope import RecordedEvent
-from events.store import open_store
-from projections.db import Database
+from events.opening import open_store
 from projections.projector import Projector
 
 CRASH_EXIT = 17

@@ -10,8 +10,8 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from events.catalog import DeclaredInput
+from events.database import Database
 from events.store import EventStore
-from projections.db import Database
 from projections.projection import LIVE, Projection
 from projections.projector import Projector
 from services.executions.commands import Complete, Fail, RecordUpload, Start, Submit

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from events.database import Database
 from events.store import EventStore
 from projections import tool_stats
-from projections.db import Database
 from projections.projector import Projector
 from services.executions.service import ExecutionService
 from tests.projections.support import catch_up, complete_run, head, wait_readable

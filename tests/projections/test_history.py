@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from events.database import Database
 from projections import history
-from projections.db import Database
 from projections.projector import Projector
 from services.executions.service import ExecutionService
 from tests.projections.support import catch_up, complete_run, failed_run, submit

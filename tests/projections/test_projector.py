@@ -10,10 +10,10 @@ from collections.abc import Sequence
 
 import pytest
 
+from events.database import Database
 from events.envelope import RecordedEvent
 from events.store import EventStore
 from projections import history, status, tool_stats
-from projections.db import Database
 from projections.projector import Projector
 from services.executions.service import ExecutionService
 from tests.projections.crash_worker import CRASH_EXIT

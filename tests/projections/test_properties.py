@@ -14,10 +14,10 @@ from uuid import UUID
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from events.database import Database
 from events.envelope import execution_stream
 from events.store import EventStore
 from projections import status
-from projections.db import Database
 from projections.projector import Projector
 from projections.rebuild import rebuild
 from projections.registry import ALL

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from events.database import Database
 from events.store import EventStore
 from projections import history, status, tool_stats
-from projections.db import Database
 from projections.projector import Projector
 from projections.rebuild import rebuild
 from projections.registry import ALL

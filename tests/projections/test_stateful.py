@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
 from events.catalog import DeclaredInput
-from events.store import open_store
+from events.opening import open_store
 from projections import status
 from projections.projector import Projector
 from services.executions.commands import (

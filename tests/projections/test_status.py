@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from events.database import Database
 from events.store import EventStore
 from projections import status
-from projections.db import Database
 from projections.projector import Projector
 from services.executions.commands import (
     Cancel,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from events.database import Database
 from projections import tool_stats
-from projections.db import Database
 from projections.projector import Projector
 from services.executions.commands import Cancel, Expire, Start
 from services.executions.service import ExecutionService

@@ -137,8 +137,8 @@ def test_a_wrong_key_publishes_nothing_and_the_error_is_recorded(
     assert "401" in (relay.status.last_error or "") or "Authentication" in (
         relay.status.last_error or ""
     )
-    from projections import checkpoints
-    from projections.db import Database
+    from events import checkpoints
+    from events.database import Database
 
     with Database(store_url) as db:
         stored = checkpoints.read_all(db)["relay"]

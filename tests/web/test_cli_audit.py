@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from events.envelope import execution_stream
-from events.store import EventStore, open_store
+from events.opening import open_store
+from events.store import EventStore
 from tests.web.support import run_cli, submit
 
 

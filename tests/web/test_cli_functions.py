@@ -14,7 +14,8 @@ import orjson
 import pytest
 from PIL import Image
 
-from events.store import EventStore, open_store
+from events.opening import open_store
+from events.store import EventStore
 from handlers.deadletters import DeadLetterStore
 from services.blobs.local import LocalBlobStore
 from services.executions.decider import TERMINAL, ExecutionState, Status

@@ -11,8 +11,8 @@ from django.db.models.signals import post_migrate
 def _setup_event_store(**kwargs: Any) -> None:
     from django.conf import settings
 
+    from events.database import Database
     from projections import webhooks
-    from projections.db import Database
     from projections.projector import Projector
     from web.bootstrap import event_store
 

@@ -17,7 +17,8 @@ from django.core.management.base import CommandError
 
 from events.envelope import RecordedEvent
 from events.errors import EventStoreError
-from events.store import EventStore, open_store
+from events.opening import open_store
+from events.store import EventStore
 from web.bootstrap import event_store
 
 SUMMARY_WIDTH = 80

@@ -21,8 +21,8 @@ from django.conf import settings
 from django.urls import reverse
 
 from events.catalog import EXECUTION_EVENTS, TYPE_PREFIX
+from events.database import Database
 from projections import webhooks as model
-from projections.db import Database
 from projections.webhooks import Attempt, Endpoint, Message
 from services.webhooks.signing import new_secret
 from services.webhooks.ssrf import MAX_URL_LENGTH, UnsafeURL, check_url

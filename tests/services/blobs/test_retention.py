@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from events.catalog import BlobRef, DeclaredInput
-from events.store import open_store
+from events.opening import open_store
 from services.blobs.local import LocalBlobStore
 from services.blobs.retention import remove_execution_blobs, sweep_temp
 from services.blobs.store import BlobStore

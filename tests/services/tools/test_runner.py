@@ -22,7 +22,8 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from events.catalog import Completed, EventPayload, Failed, Progress
-from events.store import EventStore, open_store
+from events.opening import open_store
+from events.store import EventStore
 from services.blobs.local import LocalBlobStore
 from services.executions.commands import Cancel, Submit, TimeOut
 from services.executions.decider import Status

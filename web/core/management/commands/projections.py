@@ -10,8 +10,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from projections import checkpoints
-from projections.db import Database
+from events import checkpoints
+from events.database import Database
 from projections.projector import Projector
 from web.core.cli import add_store_argument, checkpoint_lines, opened_store, redacted
 

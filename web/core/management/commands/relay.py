@@ -18,9 +18,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from events import checkpoints
+from events.database import Database
 from handlers.relaying import RELAY_CHECKPOINT, relay_for
-from projections import checkpoints
-from projections.db import Database
 from web.core.cli import add_store_argument, checkpoint_lines, opened_store, redacted
 
 

@@ -1,8 +1,8 @@
-"""Checkpoints: the last feed position each projection applied, written with its rows.
+"""Checkpoints: the last feed position each reader of the feed has dealt with, by name.
 
-The row is locked (PostgreSQL ``FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE`` locks the database) and
-compared before a batch is applied, so two projectors on one database, or a projector and a
-rebuild, never apply the same events twice: the second finds the checkpoint moved and stands down.
+Projections write theirs in the transaction that applies a batch, locking the row first, so two
+writers never apply the same events twice; the relay and the Functions host move theirs after
+the work. (The table keeps its first name, ``proj_checkpoints``: deployments have rows in it.)
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from projections.db import Database
+from events.database import Database
 
 TABLE = "proj_checkpoints"
 DDL = f"""CREATE TABLE IF NOT EXISTS {TABLE} (

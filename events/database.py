@@ -1,13 +1,9 @@
-"""The read-model database: one connection from a URL, on SQLite or PostgreSQL, same SQL for both.
+"""Tables beside the event store (read models, checkpoints, webhooks, dead letters): one
+connection from a URL, on SQLite or PostgreSQL, with the same SQL for both.
 
-Read models are plain tables rather than Django models because the projector runs in the web
-process, in the Functions host and in CLI commands alike. URLs are the event store's:
-``sqlite:///path`` (WAL) or ``postgresql://…?schema=NAME`` (psycopg 3, ``search_path`` set to the
-schema). Statements are written once with ``?`` placeholders and SQL both dialects accept
-(``INSERT … ON CONFLICT … DO UPDATE`` included); ``{ts}`` and ``{bool}`` in DDL become each
-dialect's timestamp and boolean types, so rows read back hold ``datetime`` and ``bool`` on both.
-
-A ``Database`` is one connection: use it from one thread at a time.
+Statements use ``?`` placeholders and SQL both dialects accept; ``{ts}``, ``{bool}``, ``{float}``
+and ``{bigint}`` in DDL become each dialect's type. A ``Database`` is one connection: one thread
+at a time.
 """
 
 from __future__ import annotations
@@ -21,8 +17,7 @@ from typing import Any, Literal
 
 import psycopg
 
-from events.postgres_store import split_url
-from events.sqlite_store import sqlite_path, writer_lock
+from events.connections import split_url, sqlite_path, writer_lock
 
 Dialect = Literal["sqlite", "postgresql"]
 
