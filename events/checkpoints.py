@@ -7,6 +7,7 @@ the work. (The table keeps its first name, ``proj_checkpoints``: deployments hav
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -43,6 +44,12 @@ def create_table(db: Database, names: list[str]) -> None:
 def read_all(db: Database) -> dict[str, Checkpoint]:
     rows = db.execute(f"SELECT name, position, updated_at, last_error, failed_at FROM {TABLE}")
     return {row[0]: Checkpoint(*row) for row in rows}
+
+
+def position(db: Database, name: str) -> int:
+    """Where the reader called ``name`` is (0 before its first batch)."""
+    rows = db.execute(f"SELECT position FROM {TABLE} WHERE name = ?", (name,))
+    return rows[0][0] if rows else 0
 
 
 def locked_position(db: Database, name: str) -> int:
@@ -85,3 +92,42 @@ def record_error(db: Database, name: str, error: str) -> None:
         "last_error = excluded.last_error, failed_at = excluded.failed_at",
         (name, now, error[:2000], now),
     )
+
+
+class StoredCheckpoint:
+    """One reader's checkpoint row, for readers that move it after their work (the relay).
+
+    It keeps one connection (opening one on PostgreSQL costs more than the write), shared under a
+    lock by the reader's thread and whoever asks for its status, and only ever moves forward:
+    two such readers at once (the web's relay and its timer) never drag it back.
+    """
+
+    def __init__(self, database_url: str, name: str) -> None:
+        self.database_url = database_url
+        self.name = name
+        self._db = Database(database_url)
+        self._lock = threading.Lock()
+
+    def setup(self) -> None:
+        with self._lock:
+            create_table(self._db, [self.name])
+
+    def load(self) -> int:
+        with self._lock:
+            return position(self._db, self.name)
+
+    def save(self, at: int) -> None:
+        with self._lock:
+            advance(self._db, self.name, at)
+
+    def record_error(self, error: str) -> None:
+        with self._lock:
+            record_error(self._db, self.name, error)
+
+    def read(self) -> Checkpoint | None:
+        with self._lock:
+            return read_all(self._db).get(self.name)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,11 +1,8 @@
-"""Dead letters and the host's checkpoint: what the local Functions host keeps between runs.
+"""Dead letters: deliveries the local Functions host gave up on after their last attempt.
 
-Event Grid writes an event it could not deliver after its last retry to a dead-letter blob; the
-local host writes it here, one row per (function, event), with the attempts made and the last
-error, so an operator can list it and re-drive it (``magictoolbox functions deadletters`` /
-``redrive``). The checkpoint is the feed position below which every delivery has finished
-(delivered or dead-lettered): a restart resumes there, so nothing is lost, and events past it
-that were already delivered arrive again — at least once, as Event Grid promises.
+Event Grid writes such an event to a dead-letter blob; the local host writes it here, one row per
+(function, event) with the attempts and the last error, so an operator can list it and deliver it
+again (``magictoolbox functions deadletters`` / ``redrive``).
 """
 
 from __future__ import annotations
@@ -14,10 +11,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import azure.functions as func
+import orjson
+
+from events import checkpoints
 from events.database import Database
+from handlers.bindings import read_bindings
 
 DEADLETTERS = "functions_deadletters"
-CHECKPOINTS = "functions_checkpoints"
+# Where the host kept its checkpoint before every feed reader shared events.checkpoints.
+OLD_CHECKPOINTS = "functions_checkpoints"
 
 _DDL = (
     f"""CREATE TABLE IF NOT EXISTS {DEADLETTERS} (
@@ -32,11 +35,6 @@ _DDL = (
         last_error TEXT NOT NULL,
         dead_at {{ts}} NOT NULL,
         redriven_at {{ts}}
-    )""",
-    f"""CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (
-        name TEXT PRIMARY KEY,
-        position {{bigint}} NOT NULL,
-        updated_at {{ts}} NOT NULL
     )""",
 )
 _COLUMNS = (
@@ -70,6 +68,8 @@ class DeadLetterStore:
         with Database(self.database_url) as db:
             for ddl in _DDL:
                 db.execute(db.ddl(ddl))
+            checkpoints.create_table(db, [])
+            _carry_over_old_checkpoints(db)
 
     def add(
         self,
@@ -128,20 +128,50 @@ class DeadLetterStore:
                 (error[:4000], letter_id),
             )
 
-    def checkpoint(self, name: str) -> int:
-        with Database(self.database_url) as db:
-            rows = db.execute(f"SELECT position FROM {CHECKPOINTS} WHERE name = ?", (name,))
-        return rows[0][0] if rows else 0
 
-    def save_checkpoint(self, name: str, position: int, db: Database | None = None) -> None:
-        statement = (
-            f"INSERT INTO {CHECKPOINTS} (name, position, updated_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET position = excluded.position, "
-            "updated_at = excluded.updated_at"
+def _carry_over_old_checkpoints(db: Database) -> None:
+    """A deployment that ran before the shared checkpoint table keeps its host's position."""
+    if db.dialect == "sqlite":
+        found = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (OLD_CHECKPOINTS,)
         )
-        params = (name, position, datetime.now(UTC))
-        if db is not None:
-            db.execute(statement, params)
-            return
-        with Database(self.database_url) as own:
-            own.execute(statement, params)
+    else:
+        found = db.execute("SELECT to_regclass(?)", (OLD_CHECKPOINTS,))
+        found = [row for row in found if row[0] is not None]
+    if found:
+        db.execute(
+            f"INSERT INTO {checkpoints.TABLE} (name, position, updated_at) "
+            f"SELECT name, position, updated_at FROM {OLD_CHECKPOINTS} WHERE true "
+            "ON CONFLICT (name) DO NOTHING"
+        )
+
+
+def redrive(
+    app: func.FunctionApp, deadletters: DeadLetterStore, letter_id: str, topic: str
+) -> str | None:
+    """Deliver a dead letter once more, to its function. None on success, else the error."""
+    letter = deadletters.get(letter_id)
+    if letter is None:
+        raise KeyError(f"there is no dead letter {letter_id}")
+    subscriptions, _ = read_bindings(app)
+    subscription = next((s for s in subscriptions if s.name == letter.function), None)
+    if subscription is None:
+        raise KeyError(f"the app has no function {letter.function!r} any more")
+    doc = orjson.loads(letter.event_json)
+    event = func.EventGridEvent(
+        id=doc["id"],
+        data=doc.get("data") or {},
+        topic=topic,
+        subject=doc.get("subject", ""),
+        event_type=doc["type"],
+        event_time=datetime.fromisoformat(doc["time"]) if doc.get("time") else None,
+        data_version=str(doc.get("dataschemaversion", "1")),
+    )
+    try:
+        subscription.function(**{subscription.arg_name: event})
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        deadletters.failed_again(letter_id, error)
+        return error
+    deadletters.redriven(letter_id)
+    return None

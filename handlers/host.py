@@ -1,20 +1,10 @@
 """The local Functions host: runs ``function_app.py`` on one machine with Event Grid's semantics.
 
-It imports the same ``func.FunctionApp`` Azure runs, reads its bindings with
-``app.get_functions()`` and then plays Event Grid and the Functions runtime:
-
-- **Delivery.** A feed thread follows the event store from the host's checkpoint and hands each
-  event to every Event Grid-triggered function whose filters match (``subjectBeginsWith``,
-  ``subjectEndsWith``, ``includedEventTypes``) as a ``func.EventGridEvent``.
-- **At least once.** The checkpoint only passes an event once all its deliveries finished, so a
-  crash means redelivery, never loss; functions are idempotent (they act on stream state).
-- **Retries.** A delivery whose function raises is retried after an exponential backoff
-  (``RetryPolicy``; Event Grid's own schedule is minutes, tests compress it to milliseconds);
-  after the last attempt it is dead-lettered (``handlers.deadletters``).
-- **Bounded work.** A fixed worker pool runs the functions; the feed stops reading while
-  ``max_in_flight`` deliveries are outstanding.
-- **Timers.** Timer-triggered functions fire on their NCRONTAB schedules (six fields, seconds
-  first; ``%SETTING%`` resolved from the settings), never overlapping themselves.
+A feed follower hands each event to every Event Grid-triggered function whose filters match, on
+a bounded worker pool; the checkpoint only passes an event once all its deliveries finished
+(at least once: functions act on the execution's stream, so a repeat finds nothing to do). A
+delivery that raises is retried with backoff and dead-lettered after its last attempt. Timer
+functions fire on their schedules, never overlapping themselves.
 """
 
 from __future__ import annotations
@@ -25,20 +15,21 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
 
 import azure.functions as func
 import orjson
 from azure.functions.timer import TimerRequest
-from croniter import croniter
 
+from events import checkpoints
 from events.database import Database
 from events.envelope import RecordedEvent
+from events.following import Backoff, FeedFollower
 from events.store import EventStore
+from handlers.bindings import EventSubscription, TimerFunction, event_grid_event, read_bindings
 from handlers.deadletters import DeadLetterStore
 
 log = logging.getLogger(__name__)
@@ -46,133 +37,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Exponential backoff between delivery attempts. Event Grid's default: 30 attempts."""
+    """How a failed delivery is tried again. Event Grid's default: 30 attempts, backing off
+    from 10 s to at most 10 minutes."""
 
     max_attempts: int = 30
-    first_delay: float = 10.0  # seconds before the second attempt
-    factor: float = 2.0
-    max_delay: float = 600.0
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt ``attempt`` (1-based)."""
-        return min(self.first_delay * self.factor ** (attempt - 1), self.max_delay)
-
-
-@dataclass(frozen=True, slots=True)
-class EventSubscription:
-    """An Event Grid-triggered function with its filters, read off the app's bindings."""
-
-    name: str
-    function: Callable[..., Any]
-    arg_name: str
-    subject_begins_with: str = ""
-    subject_ends_with: str = ""
-    included_event_types: tuple[str, ...] = ()
-
-    def matches(self, event_type: str, subject: str) -> bool:
-        if self.included_event_types and event_type not in self.included_event_types:
-            return False
-        return subject.startswith(self.subject_begins_with) and subject.endswith(
-            self.subject_ends_with
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class TimerFunction:
-    name: str
-    function: Callable[..., Any]
-    arg_name: str
-    schedule: str  # NCRONTAB, resolved
-    run_on_startup: bool = False
-
-    def next_after(self, moment: datetime) -> datetime:
-        return croniter(self.schedule, moment, second_at_beginning=True).get_next(datetime)
-
-
-_indexed: dict[int, list[Any]] = {}
-_indexed_lock = threading.Lock()
-
-
-class _NoAuthLevelNotice(logging.Filter):
-    """azure-functions warns, on every indexing, that an app without HTTP triggers has no auth
-    level to apply: true, and of no use to someone starting ``make run``."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Auth level is not applied")
-
-
-def functions_of(app: func.FunctionApp) -> list[Any]:
-    """``app.get_functions()``, once per app: indexing an app twice fails its uniqueness check."""
-    with _indexed_lock:
-        if id(app) not in _indexed:
-            notice = _NoAuthLevelNotice()
-            logging.getLogger().addFilter(notice)
-            try:
-                functions = app.get_functions()
-            finally:
-                logging.getLogger().removeFilter(notice)
-            _indexed[id(app)] = [app, functions]  # keep app alive: its id stays its own
-        return _indexed[id(app)][1]
-
-
-def read_bindings(
-    app: func.FunctionApp, settings: Mapping[str, str] | None = None
-) -> tuple[list[EventSubscription], list[TimerFunction]]:
-    """The app's Event Grid subscriptions and timers, as ``app.get_functions()`` declares them.
-
-    ``settings`` resolve ``%NAME%`` schedules, and a schedule that is missing or bad is refused;
-    without settings, schedules are left as written (for callers that only deliver events).
-    """
-    subscriptions: list[EventSubscription] = []
-    timers: list[TimerFunction] = []
-    for fn in functions_of(app):
-        trigger = fn.get_trigger().get_dict_repr()
-        user_function = fn.get_user_function()
-        name = fn.get_function_name()
-        if trigger["type"] == "eventGridTrigger":
-            subscriptions.append(
-                EventSubscription(
-                    name=name,
-                    function=user_function,
-                    arg_name=trigger["name"],
-                    subject_begins_with=trigger.get("subjectBeginsWith", ""),
-                    subject_ends_with=trigger.get("subjectEndsWith", ""),
-                    included_event_types=tuple(trigger.get("includedEventTypes", ())),
-                )
-            )
-        elif trigger["type"] == "timerTrigger":
-            schedule = trigger["schedule"]
-            if settings is not None:
-                schedule = _resolve(schedule, settings)
-                croniter(schedule, second_at_beginning=True)  # refuse a bad schedule at start
-            timers.append(
-                TimerFunction(
-                    name,
-                    user_function,
-                    trigger["name"],
-                    schedule,
-                    bool(trigger.get("runOnStartup")),
-                )
-            )
-        else:
-            log.warning(
-                "function %s has a %s trigger, which the local host does not run",
-                name,
-                trigger["type"],
-            )
-    return subscriptions, timers
-
-
-def event_grid_event(event: RecordedEvent, topic: str) -> func.EventGridEvent:
-    return func.EventGridEvent(
-        id=str(event.id),
-        data=event.data,
-        topic=topic,
-        subject=event.subject,
-        event_type=event.type,
-        event_time=event.time,
-        data_version=str(event.schema_version),
-    )
+    backoff: Backoff = field(default_factory=lambda: Backoff(first=10.0, factor=2.0, cap=600.0))
 
 
 @dataclass
@@ -228,7 +97,7 @@ class LocalFunctionsHost:
         self.subscriptions, self.timers = read_bindings(app, settings or {})
         self.run_timers = timers
         # Without the feed, events come from Event Grid through the HTTP trigger
-        # (handlers.webhook) and this host only runs the timers.
+        # (handlers.eventgrid_trigger) and this host only runs the timers.
         self.follow_feed = feed
         self.stats = HostStats()
         self._start_position = start_position
@@ -251,7 +120,8 @@ class LocalFunctionsHost:
         self.deadletters.setup()
         position = self._start_position
         if position is None:
-            position = self.deadletters.checkpoint(self.checkpoint_name)
+            with Database(self.deadletters.database_url) as db:
+                position = checkpoints.position(db, self.checkpoint_name)
         self._read_up_to = position
         targets = []
         if self.follow_feed:
@@ -278,7 +148,8 @@ class LocalFunctionsHost:
             thread.join(timeout)
         self._pool.shutdown(wait=True, cancel_futures=False)
         if self.follow_feed:
-            self._save_checkpoint(force=True)
+            with Database(self.deadletters.database_url) as db:
+                self._save_checkpoint(db, force=True)
 
     def __enter__(self) -> LocalFunctionsHost:
         return self.start()
@@ -319,39 +190,36 @@ class LocalFunctionsHost:
         return count
 
     def _follow_feed(self) -> None:
-        # One connection for the checkpoint writes of this thread: connecting costs more than
-        # the write, and it would delay the next dispatch.
+        # One connection for this thread's checkpoint writes: connecting costs more than a write.
         with Database(self.deadletters.database_url) as db:
-            self._follow(db)
+            follower = FeedFollower(
+                self.store,
+                self._dispatch_batch,
+                start=lambda: self._read_up_to,
+                name="functions host",
+                batch_size=self.batch_size,
+                after_pass=lambda: self._save_checkpoint(db),
+                idle_timeout=min(self.checkpoint_interval, 1.0),
+                linger=self.linger,
+            )
+            follower.run(self._stop)
 
-    def _follow(self, db: Database) -> None:
-        while not self._stop.is_set():
-            try:
-                events = self.store.read_all(self._read_up_to, limit=self.batch_size)
-            except Exception:
-                log.exception("functions host: reading the feed failed; trying again")
-                self._stop.wait(1.0)
-                continue
-            for event in events:
-                matching = [s for s in self.subscriptions if s.matches(event.type, event.subject)]
-                if matching:
-                    with self._lock:
-                        self._pending[event.position] = len(matching)
-                for subscription in matching:
-                    while not self._slots.acquire(timeout=0.5):
-                        if self._stop.is_set():
-                            return
-                    self._submit(_Delivery(0, next(self._seq), event, subscription))
+    def _dispatch_batch(self, events: Sequence[RecordedEvent], after: int) -> int:
+        """Hand each event to its functions; the last position dispatched (short of the batch's
+        end only when the host stops while waiting for a free slot)."""
+        for event in events:
+            matching = [s for s in self.subscriptions if s.matches(event.type, event.subject)]
+            if matching:
                 with self._lock:
-                    self._read_up_to = event.position
-            self._save_checkpoint(db=db)
-            if not events:
-                self.store.wait_for(self._read_up_to, timeout=min(self.checkpoint_interval, 1.0))
-            elif 1 < len(events) < self.batch_size:
-                # A burst is arriving: let it gather for a moment so that one read (a database
-                # round trip, and time under the GIL the workers need) takes many events. A
-                # single event means no burst: read again at once, adding no latency.
-                self._stop.wait(self.linger)
+                    self._pending[event.position] = len(matching)
+            for subscription in matching:
+                while not self._slots.acquire(timeout=0.5):
+                    if self._stop.is_set():
+                        return self._read_up_to
+                self._submit(_Delivery(0, next(self._seq), event, subscription))
+            with self._lock:
+                self._read_up_to = event.position
+        return self._read_up_to
 
     def _submit(self, delivery: _Delivery) -> None:
         # A shut-down pool refuses work: the checkpoint keeps the event for the next run.
@@ -385,7 +253,7 @@ class LocalFunctionsHost:
             # Not even the dead letter could be written: keep the event (the checkpoint stays
             # before it) and try the whole delivery again later.
             delivery = replace(delivery, attempt=delivery.attempt - 1)
-        delay = self.retry.delay(delivery.attempt)
+        delay = self.retry.backoff.delay(delivery.attempt)
         log.warning(
             "%s failed on %s (attempt %d): %s; retrying in %.3gs",
             delivery.subscription.name,
@@ -465,7 +333,7 @@ class LocalFunctionsHost:
             for delivery in due:
                 self._submit(delivery)
 
-    def _save_checkpoint(self, force: bool = False, db: Database | None = None) -> None:
+    def _save_checkpoint(self, db: Database, force: bool = False) -> None:
         position = self.checkpoint
         if position == self._saved:
             return
@@ -473,7 +341,7 @@ class LocalFunctionsHost:
         if not force and now - self._saved_at < self.checkpoint_interval:
             return
         try:
-            self.deadletters.save_checkpoint(self.checkpoint_name, position, db)
+            checkpoints.write(db, self.checkpoint_name, position)
         except Exception:
             log.exception("functions host: saving the checkpoint failed")
             return
@@ -519,44 +387,3 @@ class LocalFunctionsHost:
         except RuntimeError:
             with self._lock:
                 self._timer_busy.discard(timer.name)
-
-
-def _resolve(value: str, settings: Mapping[str, str]) -> str:
-    """``%NAME%`` → the setting, as the Functions runtime resolves binding expressions."""
-    if value.startswith("%") and value.endswith("%") and len(value) > 2:
-        name = value[1:-1]
-        if name not in settings:
-            raise KeyError(f"the app setting {name} is not set")
-        return settings[name]
-    return value
-
-
-def redrive(
-    app: func.FunctionApp, deadletters: DeadLetterStore, letter_id: str, topic: str
-) -> str | None:
-    """Deliver a dead letter once more, to its function. None on success, else the error."""
-    letter = deadletters.get(letter_id)
-    if letter is None:
-        raise KeyError(f"there is no dead letter {letter_id}")
-    subscriptions, _ = read_bindings(app)
-    subscription = next((s for s in subscriptions if s.name == letter.function), None)
-    if subscription is None:
-        raise KeyError(f"the app has no function {letter.function!r} any more")
-    doc = orjson.loads(letter.event_json)
-    event = func.EventGridEvent(
-        id=doc["id"],
-        data=doc.get("data") or {},
-        topic=topic,
-        subject=doc.get("subject", ""),
-        event_type=doc["type"],
-        event_time=datetime.fromisoformat(doc["time"]) if doc.get("time") else None,
-        data_version=str(doc.get("dataschemaversion", "1")),
-    )
-    try:
-        subscription.function(**{subscription.arg_name: event})
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        deadletters.failed_again(letter_id, error)
-        return error
-    deadletters.redriven(letter_id)
-    return None

@@ -29,7 +29,7 @@ import orjson
 from azure.functions.eventgrid import EventGridEventInConverter
 from azure.functions.meta import Datum
 
-from handlers.host import EventSubscription
+from handlers.bindings import EventSubscription
 from services import problems
 from services.eventgrid import protocol
 

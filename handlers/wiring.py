@@ -34,10 +34,9 @@ from pathlib import Path
 
 from events.opening import open_store
 from events.store import EventStore
-from handlers.relaying import relay_for
 from handlers.webhooks import WebhookDispatcher
 from services.blobs import BlobStore, open_blob_store
-from services.eventgrid.relay import OutboxRelay
+from services.eventgrid.relay import OutboxRelay, relay_to
 from services.executions.service import ExecutionService
 from services.tools.registry import ToolRegistry, default_registry
 from services.tools.runner import ToolRunner
@@ -83,8 +82,8 @@ class Dependencies:
 
     def relay(self) -> OutboxRelay | None:
         """The outbox relay to the Event Grid topic, built once (None without a topic)."""
-        if self._relay is None:
-            self._relay = relay_for(
+        if self._relay is None and self.eventgrid_endpoint:
+            self._relay = relay_to(
                 self.store, self.database_url, self.eventgrid_endpoint, self.eventgrid_key
             )
         return self._relay

@@ -16,6 +16,7 @@ import azure.functions as func
 
 from events.catalog import Retried
 from events.database import Database
+from events.following import Backoff
 from handlers.webhooks import DeliveryReport
 from handlers.wiring import Dependencies
 from projections import status
@@ -24,7 +25,6 @@ from services.executions.decider import ExecutionState
 from services.executions.service import Trace
 from services.executions.sweeper import (
     SweepReport,
-    backoff,
     sweep_retention,
     sweep_retries,
     sweep_timeouts,
@@ -107,7 +107,7 @@ def sweep(deps: Dependencies, now: datetime | None = None) -> tuple[SweepReport,
         failed,
         now,
         max_attempts_for=lambda s: max_attempts_for(deps, s),
-        delay=lambda attempt: backoff(attempt, deps.retry_backoff),
+        backoff=Backoff(first=deps.retry_backoff.total_seconds(), factor=2.0, cap=3600.0),
     )
     return timeouts, retries
 

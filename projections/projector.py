@@ -1,20 +1,16 @@
 """The projector: keeps every projection caught up with the event feed.
 
-Each pass reads one batch after each projection's checkpoint and applies it in one transaction
-that also moves the checkpoint, so a crash at any point leaves rows and checkpoint in step: the
-batch is applied again in full, or was applied once. A projection that raises is rolled back,
-its error is recorded on its checkpoint row and logged, and it is retried after a growing pause;
-the others carry on. ``run`` gives each projection its own thread and connection, so the status
-model never waits behind the slower ones; a projection that is caught up sleeps in
-``store.wait_for`` until new events arrive. ``run_once`` makes one pass of all (tests, CLI).
+Each projection is a ``FeedFollower`` whose batch and checkpoint are one transaction, so a crash
+leaves rows and checkpoint in step. A projection that fails is rolled back, its error recorded on
+its checkpoint row, and retried after a growing pause while the others carry on. ``run`` gives
+each projection its own thread and connection (the status model never waits behind the slower
+ones); ``run_once`` makes one pass of all (tests, commands, a nudge from Event Grid).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +18,7 @@ from datetime import datetime
 from events import checkpoints
 from events.database import Database
 from events.envelope import RecordedEvent
+from events.following import Backoff, FeedFollower
 from events.store import EventStore
 from projections.projection import LIVE, Projection, create_tables
 from projections.registry import ALL
@@ -32,6 +29,10 @@ IDLE_TIMEOUT = 1.0  # wait_for returns at least this often, so stop is honoured 
 FIRST_BACKOFF = 0.5
 LINGER = 0.005  # under a burst, how long a caught-up projection lets events gather
 MAX_BACKOFF = 60.0
+
+# Called after a batch commits (projection name, the batch, the pass's connection): the web
+# process pushes live updates from here. Its failure never fails the pass.
+OnApplied = Callable[[str, Sequence[RecordedEvent], Database], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +45,6 @@ class ProjectionStatus:
     failed_at: datetime | None
 
 
-@dataclass(slots=True)
-class _Failing:
-    failures: int
-    retry_at: float
-
-
 class Projector:
     def __init__(
         self,
@@ -60,7 +55,7 @@ class Projector:
         *,
         idle_timeout: float = IDLE_TIMEOUT,
         first_backoff: float = FIRST_BACKOFF,
-        on_applied: Callable[[str, Sequence[RecordedEvent], Database], None] | None = None,
+        on_applied: OnApplied | None = None,
         linger: float = LINGER,
     ) -> None:
         self.store = store
@@ -69,13 +64,10 @@ class Projector:
         self.batch_size = batch_size
         self.idle_timeout = idle_timeout
         self.first_backoff = first_backoff
-        # Called after a batch commits (projection name, the batch, the pass's connection):
-        # the web process pushes live updates from here. Its failure never fails the pass.
         self.on_applied = on_applied
         self.linger = linger
         self._lock = threading.Lock()  # one Database connection, used by one thread at a time
-        self._failing: dict[str, _Failing] = {}
-        self._positions: dict[str, int] = {}
+        self._once: dict[str, FeedFollower] = {}  # run_once's followers, on self.db
         self._nudged = threading.Event()
         self._nudger: threading.Thread | None = None
         self._nudger_lock = threading.Lock()  # not _lock: a nudge never waits for a pass
@@ -93,77 +85,62 @@ class Projector:
 
     # -- applying ------------------------------------------------------------------------------
 
-    def run_once(self) -> int:
-        """One batch for each projection that is due; the number of events applied."""
-        applied = 0
-        with self._lock:
-            positions = {name: c.position for name, c in checkpoints.read_all(self.db).items()}
-            for projection in self.projections:
-                failing = self._failing.get(projection.name)
-                if failing is not None and time.monotonic() < failing.retry_at:
-                    continue
-                position = positions.get(projection.name, 0)
-                applied += self._pass(projection, position)
-        return applied
-
-    def _pass(self, projection: Projection, position: int, db: Database | None = None) -> int:
+    def follower(self, projection: Projection, db: Database) -> FeedFollower:
+        """A follower applying ``projection`` through the connection ``db``."""
         name = projection.name
-        db = db or self.db
-        try:
-            events = self.store.read_all(position, limit=self.batch_size, types=projection.types)
-            if events:
-                with db.transaction():
-                    if checkpoints.locked_position(db, name) != position:
-                        # Another projector (or a rebuild) moved it: re-read on the next pass.
-                        return 0
-                    projection.apply(db, events, LIVE)
-                    self._write_checkpoint(name, events[-1].position, events, db)
-                position = events[-1].position
-        except Exception as exc:
-            self._failed(name, exc, db)
-            return 0
-        if events and self.on_applied is not None:
-            try:
-                self.on_applied(name, events, db)
-            except Exception:
-                log.exception("projection %s: on_applied failed", name)
-        self._positions[name] = position
-        if self._failing.pop(name, None) is not None:
-            log.info("projection %s recovered at position %d", name, position)
-        return len(events)
+
+        def apply(events: Sequence[RecordedEvent], after: int) -> int | None:
+            with db.transaction():
+                if checkpoints.locked_position(db, name) != after:
+                    return None  # another projector (or a rebuild) moved it: read it again
+                projection.apply(db, events, LIVE)
+                self._write_checkpoint(name, events[-1].position, events, db)
+            if self.on_applied is not None:
+                try:
+                    self.on_applied(name, events, db)
+                except Exception:
+                    log.exception("projection %s: on_applied failed", name)
+            return events[-1].position
+
+        def record_error(error: str) -> None:
+            with db.transaction():
+                checkpoints.record_error(db, name, error)
+
+        return FeedFollower(
+            self.store,
+            apply,
+            start=lambda: checkpoints.position(db, name),
+            name=f"projection {name}",
+            batch_size=self.batch_size,
+            types=projection.types,
+            backoff=Backoff(first=self.first_backoff, cap=MAX_BACKOFF),
+            on_error=record_error,
+            idle_timeout=self.idle_timeout,
+            linger=self.linger,
+        )
 
     def _write_checkpoint(
-        self, name: str, position: int, events: list[RecordedEvent], db: Database
+        self, name: str, position: int, events: Sequence[RecordedEvent], db: Database
     ) -> None:
         """Move the checkpoint in the batch's transaction (the seam fault-injection tests use)."""
         checkpoints.write(db, name, position)
 
-    def _failed(self, name: str, exc: Exception, db: Database) -> None:
-        failing = self._failing.get(name) or _Failing(0, 0.0)
-        failing.failures += 1
-        delay = min(self.first_backoff * 2 ** (failing.failures - 1), MAX_BACKOFF)
-        failing.retry_at = time.monotonic() + delay
-        self._failing[name] = failing
-        log.error(
-            "projection %s failed (attempt %d, retrying in %.1fs)",
-            name,
-            failing.failures,
-            delay,
-            exc_info=exc,
-        )
-        error = "".join(traceback.format_exception_only(exc)).strip()
-        try:
-            with db.transaction():
-                checkpoints.record_error(db, name, error)
-        except Exception:
-            log.exception("could not record the failure of projection %s", name)
+    def run_once(self) -> int:
+        """One batch for each projection that is due; the number of events read."""
+        read = 0
+        with self._lock:
+            for projection in self.projections:
+                follower = self._once.get(projection.name)
+                if follower is None:
+                    follower = self._once[projection.name] = self.follower(projection, self.db)
+                # Another projector (a thread of ``run``, a rebuild) may have moved it.
+                follower.position = None
+                read += follower.attempt()
+        return read
 
     def run(self, stop: threading.Event) -> None:
-        """Apply until ``stop`` is set: each projection in its own thread, with its own connection.
-
-        So the status model, which the UI polls, never waits behind the history or statistics
-        passes: their database round trips and commits overlap instead of queueing.
-        """
+        """Apply until ``stop`` is set: each projection in its own thread, with its own
+        connection, so their database round trips and commits overlap instead of queueing."""
         while not stop.is_set():
             try:
                 self.setup()
@@ -183,31 +160,8 @@ class Projector:
             worker.join()
 
     def _follow(self, projection: Projection, stop: threading.Event) -> None:
-        """Keep one projection caught up; sleep in ``wait_for`` when it is."""
-        name = projection.name
         with Database(self.db.url) as db:
-            while not stop.is_set():
-                failing = self._failing.get(name)
-                if failing is not None and time.monotonic() < failing.retry_at:
-                    stop.wait(min(failing.retry_at - time.monotonic(), self.idle_timeout))
-                    continue
-                try:
-                    stored = checkpoints.read_all(db).get(name)
-                    position = stored.position if stored else 0
-                    applied = self._pass(projection, position, db)
-                except Exception:
-                    log.exception("projection %s: pass failed", name)  # e.g. the database is down
-                    stop.wait(self.first_backoff)
-                    continue
-                if applied >= self.batch_size:
-                    continue  # there is more to read right now
-                if applied > 1:
-                    # A burst is arriving: let it gather for a moment, so that one transaction
-                    # applies many events rather than each its own (as the Functions host does).
-                    stop.wait(self.linger)
-                    continue
-                if name not in self._failing:
-                    self.store.wait_for(self._positions.get(name, position), self.idle_timeout)
+            self.follower(projection, db).run(stop)
 
     def nudge(self) -> None:
         """Catch up now, without waiting for the feed to say so (Event Grid pushed news).

@@ -1,21 +1,12 @@
 """The outbox relay: every stored event, published to an Event Grid topic, at least once.
 
-The event store is the outbox. The relay reads the global feed after its checkpoint, publishes
-the events as CloudEvents with azure-eventgrid's ``EventGridPublisherClient`` in batches under
-Event Grid's 1 MB limit, and moves its checkpoint only after the topic answered 200. A crash
-between the 200 and the checkpoint write publishes those events again on restart; every consumer
-is idempotent (it acts on the execution's stream, not on the message), so that is harmless,
-whereas moving the checkpoint first could lose events for good.
-
-It publishes right after commit — it sleeps in ``store.wait_for``, which LISTEN/NOTIFY (or the
-SQLite poll) ends as soon as an event is readable — and also sweeps: ``run_once`` publishes
-whatever is pending and returns, which is what the ``relay`` timer Function calls, so events are
-published even while no long-running relay is up. Several relays may run at once (the web
-process and the timer): they may publish an event twice, never skip one, because a checkpoint
-only ever moves forward.
-
-A failed publish is retried with exponential backoff (``Backoff``) until it succeeds; the error
-and the time are kept in ``status`` for ``magictoolbox relay status``.
+The event store is the outbox. The relay follows the feed from its checkpoint, publishes the
+stored CloudEvents with azure-eventgrid's ``EventGridPublisherClient`` in batches under Event
+Grid's 1 MB, and moves its checkpoint only after the topic's 200: a crash in between publishes
+those events again, which every consumer shrugs off (they act on the stream, not the message),
+whereas moving it first could lose them. ``run`` publishes right after each commit; ``run_once``
+publishes what is pending and returns (the ``relay`` timer Function). Two relays at once may
+publish an event twice, never skip one: the checkpoint only moves forward.
 """
 
 from __future__ import annotations
@@ -23,13 +14,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
 
+from events.checkpoints import StoredCheckpoint
 from events.envelope import RecordedEvent
+from events.following import Backoff, FeedFollower
 from events.store import EventStore
 from services.eventgrid.protocol import MAX_BATCH_BYTES
 
@@ -38,6 +31,7 @@ log = logging.getLogger(__name__)
 # Event Grid counts the whole request against 1 MB; leave room for the array's brackets, commas
 # and the SDK's own way of writing each event (it may reorder keys or escape differently).
 BATCH_BUDGET = MAX_BATCH_BYTES - 64 * 1024
+RELAY_CHECKPOINT = "relay"
 MAX_BATCH_EVENTS = 1000
 
 
@@ -57,18 +51,6 @@ class Checkpoint(Protocol):
 
     def record_error(self, error: str) -> None:
         """Keep the last failure where a status command in another process can see it."""
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Seconds to wait after the ``n``-th consecutive failed publish: doubling, capped."""
-
-    first: float = 0.5
-    factor: float = 2.0
-    cap: float = 60.0
-
-    def delay(self, failures: int) -> float:
-        return min(self.first * self.factor ** max(failures - 1, 0), self.cap)
 
 
 @dataclass
@@ -156,18 +138,34 @@ def event_grid_client(endpoint: str, key: str = "") -> Publisher:
     return EventGridPublisherClient(endpoint, credential)
 
 
-@dataclass
 class OutboxRelay:
-    store: EventStore
-    publisher: Publisher
-    checkpoint: Checkpoint
-    read_batch: int = 2000
-    budget: int = BATCH_BUDGET
-    backoff: Backoff = field(default_factory=Backoff)
-    idle_timeout: float = 1.0  # the longest sleep in wait_for, so ``stop`` is honoured soon
-    status: RelayStatus = field(default_factory=RelayStatus)
-
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        publisher: Publisher,
+        checkpoint: Checkpoint,
+        *,
+        read_batch: int = 2000,
+        budget: int = BATCH_BUDGET,
+        backoff: Backoff | None = None,
+        idle_timeout: float = 1.0,  # the longest sleep in wait_for, so ``stop`` is honoured soon
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.checkpoint = checkpoint
+        self.budget = budget
+        self.idle_timeout = idle_timeout
+        self.status = RelayStatus()
+        self.follower = FeedFollower(
+            store,
+            self._publish,
+            start=checkpoint.load,
+            name="relay",
+            batch_size=read_batch,
+            backoff=backoff,
+            on_error=self._failed,
+            idle_timeout=idle_timeout,
+        )
         self._lock = threading.Lock()
 
     def run_once(self, stop: threading.Event | None = None) -> int:
@@ -175,35 +173,19 @@ class OutboxRelay:
 
         A failed publish is retried with backoff until it succeeds or ``stop`` is set.
         """
-        stop = stop or threading.Event()
         with self._lock:  # one pass at a time per relay: two would publish everything twice
-            position = self.checkpoint.load()
+            before = self.status.published
+            self.follower.position = None  # another relay may have moved the checkpoint
+            self.follower.catch_up(stop)
+            position = self.follower.position or 0
             self.status.checkpoint = position
-            sent = 0
-            while not stop.is_set():
-                events = self.store.read_all(position, limit=self.read_batch)
-                self.status.head = max(self.store.head_position(), position)
-                if not events:
-                    break
-                for batch in batches(events, self.budget):
-                    if not self._publish(batch, stop):
-                        return sent
-                    position = batch.last_position
-                    self.checkpoint.save(position)
-                    self.status.checkpoint = position
-                    sent += len(batch.events)
-            return sent
+            self.status.head = max(self.store.head_position(), position)
+            return self.status.published - before
 
     def run(self, stop: threading.Event) -> None:
         """Publish as events commit until ``stop`` is set."""
         while not stop.is_set():
-            try:
-                self.run_once(stop)
-            except Exception as exc:  # the store or the checkpoint failed: keep going
-                self._record_failure(exc)
-                log.exception("relay: pass failed; trying again")
-                stop.wait(self.backoff.delay(self.status.failures))
-                continue
+            self.run_once(stop)
             self.store.wait_for(self.status.checkpoint, timeout=self.idle_timeout)
 
     def start(self) -> tuple[threading.Thread, threading.Event]:
@@ -212,39 +194,43 @@ class OutboxRelay:
         thread.start()
         return thread, stop
 
-    def _publish(self, batch: Batch, stop: threading.Event) -> bool:
-        while True:
+    def _publish(self, events: Sequence[RecordedEvent], after: int) -> int:
+        """Send ``events`` batch by batch, moving the checkpoint after each 200; the position
+        reached. A failure after some batches went out returns what they reached (the next pass
+        tries the rest at once); a failure of the first batch raises, and the follower backs off.
+        """
+        reached: int | None = None
+        for batch in batches(events, self.budget):
             try:
                 # The relay retries with its own backoff and records each failure; the SDK's
                 # own retries would only hide them (per call: the client drops pipeline
                 # options given to its constructor for basic topics).
                 self.publisher.send(batch.events, retry_total=0)
-            except Exception as exc:
-                self._record_failure(exc)
-                delay = self.backoff.delay(self.status.failures)
-                log.warning(
-                    "relay: publishing %d events after position %d failed (%s); retrying in %.3gs",
-                    len(batch.events),
-                    batch.first_position - 1,
-                    self.status.last_error,
-                    delay,
-                )
-                if stop.wait(delay):
-                    return False
-                continue
-            now = datetime.now(UTC)
+            except Exception:
+                if reached is None:
+                    raise
+                return reached
+            reached = batch.last_position
+            self.checkpoint.save(reached)
+            self.status.checkpoint = reached
             self.status.published += len(batch.events)
             self.status.batches += 1
             self.status.failures = 0
-            self.status.published_at = now
-            return True
+            self.status.published_at = datetime.now(UTC)
+        assert reached is not None  # events is never empty
+        return reached
 
-    def _record_failure(self, exc: Exception) -> None:
-        lines = str(exc).strip().splitlines()
-        self.status.failures += 1
-        self.status.last_error = f"{type(exc).__name__}: {lines[0] if lines else ''}"
+    def _failed(self, error: str) -> None:
+        self.status.failures = self.follower.failures
+        self.status.last_error = error
         self.status.failed_at = datetime.now(UTC)
-        try:
-            self.checkpoint.record_error(self.status.last_error)
-        except Exception:
-            log.exception("relay: could not record the failure")
+        self.checkpoint.record_error(error)
+
+
+def relay_to(store: EventStore, database_url: str, endpoint: str, key: str = "") -> OutboxRelay:
+    """The relay publishing ``store`` to the topic at ``endpoint``, with its checkpoint in the
+    database at ``database_url`` (beside the read models', where ``projections status`` and
+    ``relay status`` show it)."""
+    checkpoint = StoredCheckpoint(database_url, RELAY_CHECKPOINT)
+    checkpoint.setup()
+    return OutboxRelay(store, event_grid_client(endpoint, key), checkpoint)

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from events.catalog import BlobRef
+from events.following import Backoff
 from services.executions.commands import Expire, Retry, TimeOut
 from services.executions.decider import DomainError, ExecutionState, decide
 from services.executions.service import ExecutionService, Trace
@@ -59,9 +60,8 @@ def sweep_timeouts(
     return report
 
 
-def backoff(attempt: int, base: timedelta = timedelta(seconds=30)) -> timedelta:
-    """The wait after failed attempt n: base, doubling per attempt, capped at 1 hour."""
-    return min(base * 2 ** max(attempt - 1, 0), timedelta(hours=1))
+# The wait after failed attempt n: 30 s, doubling per attempt, at most an hour.
+RETRY_BACKOFF = Backoff(first=30.0, factor=2.0, cap=3600.0)
 
 
 def sweep_retries(
@@ -70,7 +70,7 @@ def sweep_retries(
     now: datetime,
     *,
     max_attempts_for: Callable[[ExecutionState], int] = lambda state: 3,
-    delay: Callable[[int], timedelta] = backoff,
+    backoff: Backoff = RETRY_BACKOFF,
 ) -> SweepReport:
     """Re-queue failed executions (id, failed_at) whose failure may pass and whose backoff is over.
 
@@ -81,7 +81,8 @@ def sweep_retries(
     report = SweepReport()
     for execution_id, failed_at in candidates:
         state, _ = service.load(execution_id)
-        if state.error is None or failed_at + delay(state.attempt) > now:
+        wait = timedelta(seconds=backoff.delay(state.attempt))
+        if state.error is None or failed_at + wait > now:
             report.skipped += 1
             continue
         command = Retry(max_attempts=max_attempts_for(state))

@@ -27,9 +27,9 @@ from azure.core.credentials import AzureKeyCredential
 from azure.eventgrid import EventGridPublisherClient
 from PIL import Image
 
+from events.checkpoints import StoredCheckpoint
 from events.opening import open_store
 from events.store import EventStore
-from handlers.relaying import ReadModelCheckpoint
 from services.eventgrid.relay import OutboxRelay, batches
 from tests.bench.pipeline_bench import Latency
 from tests.bench.places import PostgresSchemas
@@ -78,7 +78,7 @@ def measure_relay(
         client.send(batch, retry_total=0)
     sdk_seconds = time.perf_counter() - started
 
-    checkpoint = ReadModelCheckpoint(database_url, name="bench-relay")
+    checkpoint = StoredCheckpoint(database_url, "bench-relay")
     checkpoint.setup()
     relay = OutboxRelay(
         store, EventGridPublisherClient(endpoint, AzureKeyCredential(KEY)), checkpoint

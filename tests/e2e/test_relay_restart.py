@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from events.catalog import Submitted
+from events.checkpoints import StoredCheckpoint
 from events.envelope import execution_stream, execution_subject, new_event
 from events.opening import open_store
-from handlers.relaying import ReadModelCheckpoint
 from tests.conftest import require_postgres
 from tests.e2e.azure_mode import TOPIC_KEY, postgres_schema, running_emulator, start
 from tests.services.eventgrid.receiver import Receiver
@@ -65,7 +65,7 @@ def test_a_relay_killed_mid_batch_delivers_every_event_after_a_restart(tmp_path:
         try:
             with running_emulator(tmp_path, env, config) as endpoint:
                 env["EVENTGRID_TOPIC_ENDPOINT"] = endpoint
-                checkpoint = ReadModelCheckpoint(database_url)
+                checkpoint = StoredCheckpoint(database_url, "relay")
                 checkpoint.setup()
                 relay = start("relay", cli_command("relay"), env, tmp_path / "relay.log")
                 try:

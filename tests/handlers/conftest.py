@@ -14,6 +14,7 @@ from uuid import UUID
 
 import pytest
 
+from events.following import Backoff
 from events.opening import open_store
 from events.store import EventStore
 from handlers import wiring
@@ -35,7 +36,7 @@ FAST_SETTINGS = {
     "RELAY_SCHEDULE": "0 0 0 * * *",
     "WEBHOOKS_SCHEDULE": "0 0 0 * * *",
 }
-FAST_RETRY = RetryPolicy(max_attempts=3, first_delay=0.01, factor=2.0, max_delay=0.1)
+FAST_RETRY = RetryPolicy(max_attempts=3, backoff=Backoff(first=0.01, factor=2.0, cap=0.1))
 
 
 def registry_with_test_tools() -> ToolRegistry:

@@ -293,7 +293,7 @@ def test_a_function_that_keeps_failing_is_dead_lettered_and_can_be_redriven(
     sqlite_toolbox: Toolbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from handlers import work
-    from handlers.host import redrive
+    from handlers.deadletters import redrive
 
     box = sqlite_toolbox
     real = work.on_execution_event

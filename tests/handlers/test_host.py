@@ -12,21 +12,30 @@ from collections.abc import Iterator
 import azure.functions as func
 import pytest
 
+from events import checkpoints
+from events.database import Database
+from events.following import Backoff
 from events.opening import open_store
 from events.store import EventStore
+from handlers.bindings import read_bindings
 from handlers.deadletters import DeadLetterStore
 from handlers.function_app import READY_FOR_WORK, app as real_app
-from handlers.host import LocalFunctionsHost, RetryPolicy, read_bindings
+from handlers.host import LocalFunctionsHost, RetryPolicy
 from services.executions.commands import Submit
 from services.executions.service import ExecutionService
 
-QUICK = RetryPolicy(max_attempts=4, first_delay=0.05, factor=2.0, max_delay=1.0)
+QUICK = RetryPolicy(max_attempts=4, backoff=Backoff(first=0.05, factor=2.0, cap=1.0))
 NO_TIMERS = {
     "SWEEP_SCHEDULE": "0 0 0 * * *",
     "RETENTION_SCHEDULE": "0 0 0 * * *",
     "RELAY_SCHEDULE": "0 0 0 * * *",
     "WEBHOOKS_SCHEDULE": "0 0 0 * * *",
 }
+
+
+def stored_checkpoint(letters: DeadLetterStore, name: str) -> int:
+    with Database(letters.database_url) as db:
+        return checkpoints.position(db, name)
 
 
 @pytest.fixture
@@ -135,7 +144,7 @@ def test_a_failing_delivery_is_retried_with_growing_backoff_then_dead_lettered(
     assert len(attempts) == QUICK.max_attempts
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
     for attempt, gap in enumerate(gaps, start=1):
-        assert gap >= QUICK.delay(attempt) * 0.9, (attempt, gaps)
+        assert gap >= QUICK.backoff.delay(attempt) * 0.9, (attempt, gaps)
     [letter] = letters.list()
     assert letter.function == "always_fails"
     assert letter.attempts == QUICK.max_attempts
@@ -160,13 +169,14 @@ def test_a_restart_redelivers_what_had_not_finished_and_nothing_is_skipped(
     first = submit(store, "fast")
     stuck = submit(store, "slow")
     after = submit(store, "fast")
-    patient = RetryPolicy(max_attempts=100, first_delay=5.0)  # keeps retrying while we stop
+    # Keeps retrying while we stop.
+    patient = RetryPolicy(max_attempts=100, backoff=Backoff(first=5.0, cap=600.0))
     host = LocalFunctionsHost(app, store, letters, retry=patient).start()
     deadline = time.monotonic() + 10
     while len(seen.subjects("worker")) < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
     host.stop()  # stuck's delivery is waiting for a retry: it has not finished
-    assert letters.checkpoint("functions") < store.read_all(0)[1].position + 1
+    assert stored_checkpoint(letters, "functions") < store.read_all(0)[1].position + 1
 
     healthy.set()
     with LocalFunctionsHost(app, store, letters, retry=QUICK) as restarted:
@@ -248,7 +258,7 @@ def test_deliveries_waiting_to_retry_do_not_stall_the_other_events(
     for _ in range(3):
         submit(store, "broken")
     healthy = [submit(store, "fine") for _ in range(5)]
-    slow_retries = RetryPolicy(max_attempts=5, first_delay=60.0)
+    slow_retries = RetryPolicy(max_attempts=5, backoff=Backoff(first=60.0, cap=600.0))
     host = LocalFunctionsHost(app, store, letters, retry=slow_retries, max_in_flight=2).start()
     try:
         deadline = time.monotonic() + 10

@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from handlers.host import read_bindings
+from handlers.bindings import read_bindings
 from handlers.webhook import PATH, STATUS_PATH, EventGridTrigger
 from services.eventgrid import protocol
 

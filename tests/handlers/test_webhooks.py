@@ -19,8 +19,8 @@ from events.database import Database
 from events.envelope import RecordedEvent
 from events.store import EventStore
 from handlers import wiring, work
+from handlers.bindings import read_bindings
 from handlers.function_app import app as function_app
-from handlers.host import read_bindings
 from handlers.webhooks import WebhookDispatcher
 from projections import webhooks
 from services.webhooks.signing import new_secret

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from handlers.bindings import read_bindings
 from handlers.function_app import app as function_app
-from handlers.host import read_bindings
 from tests.infra.bicep import BicepFile, Span, infra_files, resources_of
 from tests.infra.env_reads import Read, binding_settings, reads_in, reads_under
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
+from handlers.bindings import read_bindings
 from handlers.function_app import app as function_app
-from handlers.host import read_bindings
 from services.blobs.store import CONTAINERS
 from services.executions.sweeper import RETENTION
 from tests.infra.bicep import BicepFile, Declaration, Span, infra_files, resources_of

@@ -11,11 +11,12 @@ from collections.abc import Iterator
 import pytest
 
 from events.catalog import Submitted
+from events.checkpoints import StoredCheckpoint
 from events.envelope import MAX_EVENT_BYTES, new_event
+from events.following import Backoff
 from events.store import EventStore
-from handlers.relaying import ReadModelCheckpoint
 from services.eventgrid.protocol import MAX_BATCH_BYTES
-from services.eventgrid.relay import Backoff, OutboxRelay, batches, event_grid_client
+from services.eventgrid.relay import OutboxRelay, batches, event_grid_client
 from tests.events.factories import execution_events, progress
 from tests.services.recording_topic import KEY, RecordingTopic, recording_topic
 
@@ -29,14 +30,14 @@ def topic() -> Iterator[RecordingTopic]:
 
 
 @pytest.fixture
-def checkpoint(store_url: str) -> ReadModelCheckpoint:
-    c = ReadModelCheckpoint(store_url)
+def checkpoint(store_url: str) -> StoredCheckpoint:
+    c = StoredCheckpoint(store_url, "relay")
     c.setup()
     return c
 
 
 def relay_to(
-    topic: RecordingTopic, store: EventStore, checkpoint: ReadModelCheckpoint, key: str = KEY
+    topic: RecordingTopic, store: EventStore, checkpoint: StoredCheckpoint, key: str = KEY
 ) -> OutboxRelay:
     return OutboxRelay(store, event_grid_client(topic.endpoint, key), checkpoint, backoff=FAST)
 
@@ -51,7 +52,7 @@ def fill(store: EventStore, executions: int = 3) -> list[str]:
 
 
 def test_every_event_reaches_the_topic_as_the_cloudevent_the_store_holds(
-    store: EventStore, topic: RecordingTopic, checkpoint: ReadModelCheckpoint
+    store: EventStore, topic: RecordingTopic, checkpoint: StoredCheckpoint
 ) -> None:
     ids = fill(store)
     relay = relay_to(topic, store, checkpoint)
@@ -71,7 +72,7 @@ def test_every_event_reaches_the_topic_as_the_cloudevent_the_store_holds(
 
 
 def test_batches_stay_under_event_grids_one_megabyte(
-    store: EventStore, topic: RecordingTopic, checkpoint: ReadModelCheckpoint
+    store: EventStore, topic: RecordingTopic, checkpoint: StoredCheckpoint
 ) -> None:
     big = {"text": "x" * (MAX_EVENT_BYTES // 4)}  # four of these fill a megabyte
     for _ in range(9):
@@ -98,7 +99,7 @@ def _submitted(params: dict) -> Submitted:
 
 
 def test_a_failing_topic_is_retried_and_the_checkpoint_waits_for_the_200(
-    store: EventStore, topic: RecordingTopic, checkpoint: ReadModelCheckpoint
+    store: EventStore, topic: RecordingTopic, checkpoint: StoredCheckpoint
 ) -> None:
     ids = fill(store, 2)
     topic.fail_next = [503, 500, 503]
@@ -122,7 +123,7 @@ def test_a_failing_topic_is_retried_and_the_checkpoint_waits_for_the_200(
 
 
 def test_a_wrong_key_publishes_nothing_and_the_error_is_recorded(
-    store: EventStore, topic: RecordingTopic, checkpoint: ReadModelCheckpoint, store_url: str
+    store: EventStore, topic: RecordingTopic, checkpoint: StoredCheckpoint, store_url: str
 ) -> None:
     fill(store, 1)
     relay = relay_to(topic, store, checkpoint, key="wrong")
@@ -146,7 +147,7 @@ def test_a_wrong_key_publishes_nothing_and_the_error_is_recorded(
 
 
 def test_the_running_relay_publishes_right_after_each_commit(
-    store: EventStore, topic: RecordingTopic, checkpoint: ReadModelCheckpoint
+    store: EventStore, topic: RecordingTopic, checkpoint: StoredCheckpoint
 ) -> None:
     relay = relay_to(topic, store, checkpoint)
     thread, stop = relay.start()
@@ -163,7 +164,7 @@ def test_the_running_relay_publishes_right_after_each_commit(
 
 
 def test_two_relays_at_once_never_move_the_checkpoint_back(
-    store: EventStore, topic: RecordingTopic, checkpoint: ReadModelCheckpoint
+    store: EventStore, topic: RecordingTopic, checkpoint: StoredCheckpoint
 ) -> None:
     stream = "execution-burst"
     store.append(stream, progress(600))
@@ -182,7 +183,7 @@ def test_two_relays_at_once_never_move_the_checkpoint_back(
 
 
 def test_without_a_key_the_relay_asks_for_a_bearer_token_and_never_publishes_unsigned(
-    store: EventStore, topic: RecordingTopic, checkpoint: ReadModelCheckpoint
+    store: EventStore, topic: RecordingTopic, checkpoint: StoredCheckpoint
 ) -> None:
     """No key configured: the relay authenticates as the managed identity (DefaultAzureCredential,
     a bearer token), as the Bicep's role assignment expects. Bearer tokens go only over https, so

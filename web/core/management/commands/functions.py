@@ -22,9 +22,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from handlers import wiring
-from handlers.deadletters import DeadLetterStore
+from handlers.bindings import read_bindings
+from handlers.deadletters import DeadLetterStore, redrive
 from handlers.function_app import app as function_app
-from handlers.host import read_bindings, redrive
 from handlers.webhook import event_subscriptions
 from web import bootstrap
 

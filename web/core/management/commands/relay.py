@@ -20,7 +20,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from events import checkpoints
 from events.database import Database
-from handlers.relaying import RELAY_CHECKPOINT, relay_for
+from services.eventgrid.relay import RELAY_CHECKPOINT, relay_to
 from web.core.cli import add_store_argument, checkpoint_lines, opened_store, redacted
 
 
@@ -45,8 +45,7 @@ class Command(BaseCommand):
             endpoint = options["endpoint"] or settings.EVENTGRID_TOPIC_ENDPOINT
             if not endpoint:
                 raise CommandError("no Event Grid topic: set EVENTGRID_TOPIC_ENDPOINT")
-            relay = relay_for(store, settings.DATABASE_URL, endpoint, settings.EVENTGRID_TOPIC_KEY)
-            assert relay is not None
+            relay = relay_to(store, settings.DATABASE_URL, endpoint, settings.EVENTGRID_TOPIC_KEY)
             if options["once"]:
                 sent = relay.run_once()
                 self.stdout.write(f"published {sent} events; checkpoint {relay.status.checkpoint}")

@@ -32,8 +32,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from handlers.bindings import read_bindings
 from handlers.function_app import app as function_app
-from handlers.host import read_bindings
 from handlers.webhook import STATUS_PATH, event_subscriptions
 from services.blobs.azure import azurite_connection_string
 from web.core import azurite
