@@ -34,12 +34,12 @@ from pathlib import Path
 
 from events.opening import open_store
 from events.store import EventStore
-from handlers.webhooks import WebhookDispatcher
 from services.blobs import BlobStore, open_blob_store
 from services.eventgrid.relay import OutboxRelay, relay_to
 from services.executions.service import ExecutionService
 from services.tools.registry import ToolRegistry, default_registry
 from services.tools.runner import ToolRunner
+from services.webhooks.dispatcher import WebhookDispatcher
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SCHEDULES = {

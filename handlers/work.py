@@ -17,7 +17,6 @@ import azure.functions as func
 from events.catalog import Retried
 from events.database import Database
 from events.following import Backoff
-from handlers.webhooks import DeliveryReport
 from handlers.wiring import Dependencies
 from projections import status
 from services.blobs.retention import remove_execution_blobs, sweep_temp
@@ -31,6 +30,7 @@ from services.executions.sweeper import (
 )
 from services.tools.registry import UnknownTool
 from services.tools.runner import RunReport
+from services.webhooks.delivery import DeliveryReport
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ process and the in-process Functions host use the same objects.
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 from django.conf import settings
 
@@ -18,6 +19,7 @@ from handlers import wiring
 from services.blobs import BlobStore, open_blob_store
 from services.executions.service import ExecutionService
 from services.tools.registry import ToolRegistry, default_registry
+from services.webhooks.actions import WebhookActions
 
 _lock = threading.RLock()
 _event_store: EventStore | None = None
@@ -76,6 +78,15 @@ def functions_dependencies() -> wiring.Dependencies:
         )
         wiring.configure(deps)
         return deps
+
+
+def webhooks() -> WebhookActions:
+    return WebhookActions(
+        read_models,
+        tool_registry(),
+        allow_loopback_http=settings.WEBHOOKS_ALLOW_LOOPBACK_HTTP,
+        secret_overlap=timedelta(hours=settings.WEBHOOK_SECRET_OVERLAP_HOURS),
+    )
 
 
 def reset() -> None:

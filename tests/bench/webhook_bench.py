@@ -2,8 +2,8 @@
 
 The store (PostgreSQL) holds the events of executions owned by one user with ten endpoints,
 each a path of one receiver process (``tests.bench.webhook_receiver``, uvicorn). The dispatcher
-(``handlers.webhooks``) fans the feed out into messages and delivers them: SSRF check, Standard
-Webhooks signature, POST, the attempt logged and the message closed in the database. Counted at
+(``services.webhooks.dispatcher``) fans the feed out into messages and delivers them: SSRF
+check, Standard Webhooks signature, POST, the attempt logged and the message closed. Counted at
 the receiver: every (endpoint, webhook-id) must arrive, none lost.
 
 The baseline is httpx alone posting as many signed requests of the same size to the same
@@ -28,8 +28,8 @@ import uvloop
 
 from events.database import Database
 from events.opening import open_store
-from handlers.webhooks import WebhookDispatcher
-from projections import webhooks
+from services.webhooks import endpoints as webhook_endpoints, tables
+from services.webhooks.dispatcher import WebhookDispatcher
 from services.webhooks.signing import headers as signed_headers, new_secret
 from tests.bench.places import PostgresSchemas
 from tests.events.factories import execution_events
@@ -129,10 +129,10 @@ def measure_webhooks(
             db = Database(database_url)
             dispatcher = WebhookDispatcher(store, database_url, allow_loopback_http=True)
             try:
-                webhooks.setup(db)
+                tables.setup(db)
                 paths = [f"e{i}" for i in range(plan.endpoints)]
                 for path in paths:
-                    webhooks.create_endpoint(
+                    webhook_endpoints.create_endpoint(
                         db, owner=OWNER, url=f"{url}/{path}", secret=new_secret()
                     )
                 progress(f"webhooks: {plan.events:,} events for {plan.endpoints} endpoints")

@@ -15,8 +15,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from services.problems import CONTENT_TYPE, document as body
-from web.core.executions import Problem
+from services.problems import CONTENT_TYPE, Problem, document as body
 
 log = logging.getLogger(__name__)
 

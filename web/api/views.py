@@ -24,12 +24,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from events.envelope import EXECUTION_STREAM_PREFIX, RecordedEvent
+from services.problems import Problem
 from services.tools.base import GLOBAL_MAX_UPLOAD
 from web import bootstrap
 from web.api import serializers as s
 from web.api.throttling import SubmitThrottle
 from web.core import executions
-from web.core.executions import Problem
 
 UPLOAD_SLACK = 1024 * 1024  # multipart framing and the other fields around the file
 

@@ -12,8 +12,8 @@ def _setup_event_store(**kwargs: Any) -> None:
     from django.conf import settings
 
     from events.database import Database
-    from projections import webhooks
     from projections.projector import Projector
+    from services.webhooks import tables
     from web.bootstrap import event_store
 
     store = event_store()
@@ -24,7 +24,7 @@ def _setup_event_store(**kwargs: Any) -> None:
     finally:
         projector.close()
     with Database(settings.DATABASE_URL) as db:
-        webhooks.setup(db)
+        tables.setup(db)
     if kwargs.get("verbosity", 1) >= 1:
         print("  Event store schema and read models are up to date.")
 

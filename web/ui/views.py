@@ -23,10 +23,10 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 from rest_framework.authtoken.models import Token
 
+from services.problems import Problem
 from services.tools.base import BaseTool
 from web.bootstrap import tool_registry
 from web.core import executions
-from web.core.executions import Problem
 from web.ui.forms import SignupForm, params_form, upload_help
 from web.ui.templatetags.ui_extras import category_label
 

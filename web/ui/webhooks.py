@@ -22,10 +22,11 @@ from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_http_methods, require_POST
 
+from events.catalog import TYPE_PREFIX
+from services.problems import Problem
 from web.bootstrap import tool_registry
 from web.core import webhooks
-from web.core.executions import Problem
-from web.core.webhooks import EVENT_NAMES, MAX_DESCRIPTION, MAX_URL, MESSAGE_STATUSES, TYPE_PREFIX
+from web.core.webhooks import EVENT_NAMES, MAX_DESCRIPTION, MAX_URL, MESSAGE_STATUSES
 from web.ui.templatetags.ui_extras import category_label
 from web.ui.views import problem_page
 

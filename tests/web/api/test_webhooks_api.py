@@ -10,7 +10,11 @@ import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
-from projections import webhooks as model
+from services.webhooks import (
+    endpoints as webhook_endpoints,
+    messages as webhook_messages,
+    tables,
+)
 from tests.web.api.test_executions_api import assert_problem
 from tests.web.deployment import Deployment
 from web import bootstrap
@@ -22,7 +26,7 @@ PUBLIC = "https://93.184.215.14/hooks/magictoolbox"  # an IP literal: no DNS in 
 
 @pytest.fixture(autouse=True)
 def webhook_tables(deployment: Deployment) -> None:
-    model.setup(bootstrap.read_models())
+    tables.setup(bootstrap.read_models())
 
 
 def add(client: APIClient, url: str = PUBLIC, **fields: Any):
@@ -34,12 +38,15 @@ def run_and_fan_out(user: User, deployment: Deployment, text: str = "hello") -> 
     as the delivery worker does."""
     executions.submit(user, "base64-encode", {"text": text}, None)
     db = bootstrap.read_models()
-    position = model.checkpoint(db)
-    assert model.fan_out(db, deployment.store.read_all(position, 1000), position) is not None
+    position = webhook_messages.checkpoint(db)
+    assert (
+        webhook_messages.fan_out(db, deployment.store.read_all(position, 1000), position)
+        is not None
+    )
 
 
-def fail(message: model.Message, status: int = 500, response: str = "boom") -> None:
-    model.record_attempt(
+def fail(message: webhook_messages.Message, status: int = 500, response: str = "boom") -> None:
+    webhook_messages.record_attempt(
         bootstrap.read_models(),
         message,
         status=status,
@@ -51,8 +58,8 @@ def fail(message: model.Message, status: int = 500, response: str = "boom") -> N
     )
 
 
-def messages(endpoint_id: str) -> list[model.Message]:
-    return model.messages(bootstrap.read_models(), endpoint_id)
+def messages(endpoint_id: str) -> list[webhook_messages.Message]:
+    return webhook_messages.messages(bootstrap.read_models(), endpoint_id)
 
 
 # -- registering ---------------------------------------------------------------------------------
@@ -188,7 +195,9 @@ def test_disable_and_enable_again_clears_the_reason(alice: APIClient) -> None:
     off = alice.patch(url, {"enabled": False}, format="json").json()
     assert off["enabled"] is False and off["disabled_reason"] is None
 
-    model.disable(bootstrap.read_models(), created["id"], "the endpoint answered 410 Gone")
+    webhook_endpoints.disable(
+        bootstrap.read_models(), created["id"], "the endpoint answered 410 Gone"
+    )
     shown = alice.get(url).json()
     assert shown["enabled"] is False
     assert shown["disabled_reason"] == "the endpoint answered 410 Gone"
@@ -208,7 +217,7 @@ def test_rotating_gives_a_new_secret_and_keeps_the_old_one_for_a_day(alice: APIC
     assert rotated["secret"].startswith("whsec_") and rotated["secret"] != created["secret"]
     until = datetime.fromisoformat(rotated["previous_valid_until"].replace("Z", "+00:00"))
     assert before + timedelta(hours=23.9) < until < datetime.now(UTC) + timedelta(hours=24.1)
-    endpoint = model.get_endpoint(bootstrap.read_models(), created["id"])
+    endpoint = webhook_endpoints.get_endpoint(bootstrap.read_models(), created["id"])
     assert endpoint is not None
     assert endpoint.secrets(datetime.now(UTC)) == [rotated["secret"], created["secret"]]
     assert endpoint.secrets(until + timedelta(seconds=1)) == [rotated["secret"]]
@@ -250,9 +259,9 @@ def test_the_delivery_log_shows_messages_with_their_attempts(
     assert names == ["Completed", "Submitted", "Completed", "Submitted"]
     newest = made[0]
     fail(newest, 503, "busy, come back later")
-    again = model.get_message(bootstrap.read_models(), newest.id)
+    again = webhook_messages.get_message(bootstrap.read_models(), newest.id)
     assert again is not None
-    model.record_attempt(
+    webhook_messages.record_attempt(
         bootstrap.read_models(),
         again,
         status=200,
@@ -315,7 +324,7 @@ def test_redeliver_puts_a_message_back_in_the_queue(
     body = response.json()
     assert body["id"] == message.id and body["status"] == "pending"
     assert [a["status"] for a in body["attempt_log"]] == [500]  # the log keeps the attempt
-    stored = model.get_message(bootstrap.read_models(), message.id)
+    stored = webhook_messages.get_message(bootstrap.read_models(), message.id)
     assert stored is not None and stored.status == "pending"
     assert stored.next_attempt_at is not None
     assert stored.next_attempt_at <= datetime.now(UTC)

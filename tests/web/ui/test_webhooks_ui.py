@@ -10,7 +10,11 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from projections import webhooks as model
+from services.webhooks import (
+    endpoints as webhook_endpoints,
+    messages as webhook_messages,
+    tables,
+)
 from tests.web.api.test_webhooks_api import PUBLIC, fail, messages, run_and_fan_out
 from tests.web.deployment import Deployment
 from tests.web.ui.page import Page, attr, text
@@ -24,7 +28,7 @@ SECRET = re.compile(r"whsec_[A-Za-z0-9+/=]+")
 
 @pytest.fixture(autouse=True)
 def webhook_tables(deployment: Deployment) -> None:
-    model.setup(bootstrap.read_models())
+    tables.setup(bootstrap.read_models())
 
 
 def add(client: Client, url: str = PUBLIC, **fields: object):
@@ -120,7 +124,9 @@ def test_loopback_is_allowed_only_with_the_setting(
 
 def test_why_an_endpoint_was_turned_off_is_plain_to_see(signed_in: Client, alice: User) -> None:
     endpoint, _ = webhooks.create(alice, url=PUBLIC)
-    model.disable(bootstrap.read_models(), endpoint.id, "the receiver answered 410 Gone")
+    webhook_endpoints.disable(
+        bootstrap.read_models(), endpoint.id, "the receiver answered 410 Gone"
+    )
 
     for path in ("/webhooks/", f"/webhooks/{endpoint.id}/"):
         page = Page(signed_in.get(path))
@@ -237,7 +243,7 @@ def test_the_delivery_log_shows_attempts_and_redelivers(
 
     assert response.status_code == 302
     assert response["Location"] == f"/webhooks/{endpoint.id}/#message-{message.id}"
-    stored = model.get_message(bootstrap.read_models(), message.id)
+    stored = webhook_messages.get_message(bootstrap.read_models(), message.id)
     assert stored is not None and stored.status == "pending"
     after = Page(signed_in.get(response["Location"]))
     assert attr(after.by_id(f"message-{message.id}"), "data-status") == "pending"

@@ -24,8 +24,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from handlers import wiring
 from handlers.bindings import read_bindings
 from handlers.deadletters import DeadLetterStore, redrive
+from handlers.eventgrid_trigger import event_subscriptions
 from handlers.function_app import app as function_app
-from handlers.webhook import event_subscriptions
 from web import bootstrap
 
 
@@ -131,7 +131,7 @@ class Command(BaseCommand):
     def _serve(self, background: Any, options: dict[str, Any]) -> None:
         import uvicorn
 
-        from handlers.webhook import PATH, EventGridTrigger
+        from handlers.eventgrid_trigger import PATH, EventGridTrigger
 
         assert background.host is not None
         trigger = EventGridTrigger(background.host.subscriptions, workers=options["workers"])

@@ -33,8 +33,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from handlers.bindings import read_bindings
+from handlers.eventgrid_trigger import STATUS_PATH, event_subscriptions
 from handlers.function_app import app as function_app
-from handlers.webhook import STATUS_PATH, event_subscriptions
 from services.blobs.azure import azurite_connection_string
 from web.core import azurite
 from web.core.children import Child, ChildFailed, emulator_settled, wait_for

@@ -21,8 +21,12 @@ from events.store import EventStore
 from handlers import wiring, work
 from handlers.bindings import read_bindings
 from handlers.function_app import app as function_app
-from handlers.webhooks import WebhookDispatcher
-from projections import webhooks
+from services.webhooks import (
+    endpoints as webhook_endpoints,
+    messages as webhook_messages,
+    tables,
+)
+from services.webhooks.dispatcher import WebhookDispatcher
 from services.webhooks.signing import new_secret
 from tests.events.factories import execution_events
 from tests.services.webhooks.endpoint import Answer, Endpoint, Received
@@ -61,7 +65,7 @@ class Script:
 @pytest.fixture
 def db(store_url: str, store: EventStore) -> Iterator[Database]:
     with Database(store_url) as d:
-        webhooks.setup(d)
+        tables.setup(d)
         yield d
 
 
@@ -95,7 +99,7 @@ def dispatchers(store: EventStore, store_url: str) -> Iterator[Callable[..., Web
 
 
 def register(db: Database, receiver: Endpoint, owner: str = OWNER, **filters: Any):
-    return webhooks.create_endpoint(
+    return webhook_endpoints.create_endpoint(
         db, owner=owner, url=receiver.url("/hooks"), secret=new_secret(), **filters
     )
 
@@ -118,8 +122,8 @@ def ids_received(receiver: Endpoint) -> list[str]:
     return [r.headers["webhook-id"] for r in receiver.requests]
 
 
-def only_message(db: Database, endpoint: webhooks.Endpoint) -> webhooks.Message:
-    (message,) = webhooks.messages(db, endpoint.id)
+def only_message(db: Database, endpoint: webhook_endpoints.Endpoint) -> webhook_messages.Message:
+    (message,) = webhook_messages.messages(db, endpoint.id)
     return message
 
 
@@ -149,7 +153,7 @@ def test_each_event_reaches_its_owners_matching_endpoints_once_signed(
         assert request.headers["content-type"] == "application/json"
         verified = Webhook(endpoint.secret).verify(request.body, request.headers)
         assert verified["type"] == event.type
-    stored = {m.event_id: m.body.encode() for m in webhooks.messages(db, endpoint.id)}
+    stored = {m.event_id: m.body.encode() for m in webhook_messages.messages(db, endpoint.id)}
     assert all(r.body == stored[r.headers["webhook-id"]] for r in everything.requests)
     assert [orjson.loads(r.body)["type"] for r in completed.requests] == [events[-1].type]
     assert other.requests == []
@@ -182,7 +186,7 @@ def test_failures_are_retried_on_the_schedule_and_logged(
 
     message = only_message(db, endpoint)
     assert (message.status, message.attempts, message.next_attempt_at) == ("delivered", 3, None)
-    log = sorted(webhooks.attempts(db, endpoint.id), key=lambda a: a.attempt)
+    log = sorted(webhook_messages.attempts(db, endpoint.id), key=lambda a: a.attempt)
     assert [(a.attempt, a.status, a.ok) for a in log] == [
         (1, 500, False),
         (2, 500, False),
@@ -190,7 +194,7 @@ def test_failures_are_retried_on_the_schedule_and_logged(
     ]
     assert [a.at for a in log] == [steps[0][0], steps[2][0], steps[4][0]]
     assert all(a.latency_ms > 0 and a.response == "not now" and a.error is None for a in log)
-    assert webhooks.get_endpoint(db, endpoint.id).failing_since is None
+    assert webhook_endpoints.get_endpoint(db, endpoint.id).failing_since is None
 
 
 def test_410_disables_the_endpoint_and_fails_what_it_was_owed(
@@ -204,9 +208,9 @@ def test_410_disables_the_endpoint_and_fails_what_it_was_owed(
 
     assert len(receiver.requests) == 1
     assert report.disabled == [endpoint.id]
-    now = webhooks.get_endpoint(db, endpoint.id)
+    now = webhook_endpoints.get_endpoint(db, endpoint.id)
     assert not now.enabled and "answered 410 Gone at" in now.disabled_reason
-    assert {m.status for m in webhooks.messages(db, endpoint.id)} == {"failed"}
+    assert {m.status for m in webhook_messages.messages(db, endpoint.id)} == {"failed"}
     run_execution(store)
     assert dispatchers().run_once().attempts == 0
     assert len(receiver.requests) == 1
@@ -250,12 +254,12 @@ def test_an_endpoint_failing_too_long_is_disabled_with_the_reason(
 
     dispatcher.run_once(now=t0)
     dispatcher.run_once(now=t0 + too_long - timedelta(seconds=1))
-    assert webhooks.get_endpoint(db, endpoint.id).enabled
+    assert webhook_endpoints.get_endpoint(db, endpoint.id).enabled
     report = dispatcher.run_once(now=t0 + too_long + timedelta(seconds=1))
 
     assert len(receiver.requests) == 3
     assert report.disabled == [endpoint.id]
-    disabled = webhooks.get_endpoint(db, endpoint.id)
+    disabled = webhook_endpoints.get_endpoint(db, endpoint.id)
     assert not disabled.enabled
     assert disabled.disabled_reason.startswith("failing since ")
     assert "5 days; last error: HTTP 500" in disabled.disabled_reason
@@ -270,12 +274,12 @@ def test_a_paused_endpoint_gets_nothing_and_its_messages_fail(
     run_execution(store)
     dispatcher = dispatchers()
     dispatcher.fan_out_pending()
-    webhooks.update_endpoint(db, endpoint.id, enabled=False)
+    webhook_endpoints.update_endpoint(db, endpoint.id, enabled=False)
 
     assert dispatcher.run_once().attempts == 0
     assert receiver.requests == []
-    assert {m.status for m in webhooks.messages(db, endpoint.id)} == {"failed"}
-    assert webhooks.attempts(db, endpoint.id) == []
+    assert {m.status for m in webhook_messages.messages(db, endpoint.id)} == {"failed"}
+    assert webhook_messages.attempts(db, endpoint.id) == []
 
 
 def test_an_address_that_turns_private_is_refused_at_delivery(
@@ -283,7 +287,7 @@ def test_an_address_that_turns_private_is_refused_at_delivery(
 ) -> None:
     receiver = receivers(Script())
     dns = {"hooks.example.test": ["127.0.0.1"]}
-    endpoint = webhooks.create_endpoint(
+    endpoint = webhook_endpoints.create_endpoint(
         db,
         owner=OWNER,
         url=f"http://hooks.example.test:{receiver.port}/in",
@@ -302,7 +306,7 @@ def test_an_address_that_turns_private_is_refused_at_delivery(
 
     assert (report.delivered, report.retrying) == (0, 1)
     assert len(receiver.requests) == 1
-    (last, *_) = webhooks.attempts(db, endpoint.id)
+    (last, *_) = webhook_messages.attempts(db, endpoint.id)
     assert last.status is None and not last.ok
     assert last.error.startswith("forbidden_address: hooks.example.test resolves to 10.1.2.3")
 
@@ -383,7 +387,7 @@ def test_wake_sends_what_became_due_at_once(
         run_execution(store)
         wait_until(lambda: len(receiver.requests) == 1)
         time.sleep(0.1)  # asleep now, for up to a second: no event will come to wake it
-        webhooks.redeliver(db, only_message(db, endpoint).id)  # the owner's "send again"
+        webhook_messages.redeliver(db, only_message(db, endpoint).id)  # the owner's "send again"
         woken = time.monotonic()
         dispatcher.wake()
         wait_until(lambda: len(receiver.requests) == 2)

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from handlers.bindings import read_bindings
-from handlers.webhook import PATH, STATUS_PATH, EventGridTrigger
+from handlers.eventgrid_trigger import PATH, STATUS_PATH, EventGridTrigger
 from services.eventgrid import protocol
 
 SUBJECT = "/tools/image/image-rotate/executions/0b7b8ad2-9b8e-4e59-a0f1-0e8f8d0a6a0e"
