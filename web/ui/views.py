@@ -2,8 +2,9 @@
 
 Each view parses the request, calls one function of ``executions`` and renders a template. Forms
 work without JavaScript (a run posts to the tool page, an action to ``execution-action``, both
-redirect); ``static/ui/app.js`` enhances them to use the REST API and live updates instead. A
-``Problem`` becomes a page with its HTTP status; another user's execution is simply not found.
+redirect); the script (``static/ui/main.js`` and the modules it imports) enhances them to use
+the REST API and live updates instead. A ``Problem`` becomes a page with its HTTP status; another
+user's execution is simply not found.
 """
 
 from __future__ import annotations

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import posixpath
+import re
+from pathlib import Path
+
 import pytest
 from django.test import Client
 
+import web.ui
 from tests.web.ui.page import Page, attr, has, text
 from web.bootstrap import tool_registry
 
 pytestmark = pytest.mark.django_db
+# A static `import … from "./x.js"` (or `import "./x.js"`) between the UI's modules.
+IMPORT = re.compile(r"""^\s*import\s+(?:[^"';]*?\sfrom\s+)?["'](\.{1,2}/[^"']+)["']""", re.M)
 
 
 def visible_tools(page: Page) -> set[str]:
@@ -71,13 +78,14 @@ def test_a_page_has_one_h1_landmarks_a_skip_link_and_only_local_assets(client: C
     for url in sources + sheets:
         assert url.startswith("/static/"), url
     assert "bootstrap" in " ".join(sheets) and "/static/ui/app.css" in sheets
-    assert "/static/ui/app.js" in sources
+    # The UI script is one ES module entry (modules are deferred by default).
+    assert [attr(s, "src") for s in page.all("script", type="module")] == ["/static/ui/main.js"]
     assert not page.all("script", src=False, type=False)  # no inline scripts
 
 
 def test_the_static_files_are_served_by_the_project(client: Client) -> None:
     for path in (
-        "/static/ui/app.js",
+        "/static/ui/main.js",
         "/static/ui/app.css",
         "/static/bootstrap/css/bootstrap.min.css",
         "/static/bootstrap/js/bootstrap.bundle.min.js",
@@ -86,6 +94,26 @@ def test_the_static_files_are_served_by_the_project(client: Client) -> None:
         response = client.get(path)
         assert response.status_code == 200, path
         b"".join(response.streaming_content if response.streaming else [response.content])
+
+
+def test_the_script_modules_are_served_as_javascript_and_their_imports_resolve(
+    client: Client,
+) -> None:
+    """A browser refuses a module script served with another MIME type, and one missing import
+    stops the whole module graph: every module under static/ui is served as JavaScript, and
+    every relative import names one of them."""
+    root = Path(web.ui.__file__).parent / "static" / "ui"
+    modules = {p.relative_to(root).as_posix() for p in root.rglob("*.js")}
+    assert "main.js" in modules and "app.js" not in modules
+    for module in sorted(modules):
+        response = client.get(f"/static/ui/{module}")
+        assert response.status_code == 200, module
+        body = b"".join(response.streaming_content if response.streaming else [response.content])
+        kind = response["Content-Type"].split(";")[0].strip()
+        assert kind in {"text/javascript", "application/javascript"}, (module, kind)
+        for target in IMPORT.findall(body.decode()):
+            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(module), target))
+            assert resolved in modules, f"{module} imports {target}: no such module"
 
 
 def test_an_anonymous_visitor_sees_the_tool_and_is_asked_to_log_in_to_run_it(

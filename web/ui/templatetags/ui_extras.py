@@ -1,7 +1,8 @@
 """Template filters of the UI: how times, statuses, events and categories read on a page.
 
-``static/ui/app.js`` formats what it inserts live the same way (``when``), so a
-row rendered by the server and one added by the script look alike.
+The script (``static/ui/main.js``; these helpers are in its ``format.js``) formats what it
+inserts live the same way (``when``), so a row rendered by the server and one added by the script
+look alike.
 """
 
 from __future__ import annotations
