@@ -17,7 +17,14 @@ from uuid import UUID
 import orjson
 
 from events.catalog import Catalog
-from events.envelope import MAX_EVENT_BYTES, NewEvent, check_stream_name, is_validated
+from events.envelope import (
+    MAX_EVENT_BYTES,
+    NewEvent,
+    RecordedEvent,
+    check_stream_name,
+    is_validated,
+    recorded_event,
+)
 from events.errors import DuplicateEventId, EventSchemaError, EventTooLarge, EventValidationError
 from events.store import ANY, AppendResult
 
@@ -99,6 +106,36 @@ def resolve_duplicates(
     )
 
 
+def recorded_events(
+    stream: str,
+    first_version: int,
+    first_position: int,
+    events: Sequence[NewEvent],
+    hashes: Sequence[bytes],
+) -> tuple[RecordedEvent, ...]:
+    """The events of an append as the store now holds them (one append's positions are
+    consecutive on both backends)."""
+    return tuple(
+        recorded_event(
+            (
+                first_position + offset,
+                stream,
+                first_version + offset,
+                event.id,
+                event.type,
+                event.schema_version,
+                event.time,
+                event.data_json,
+                event.source,
+                event.subject,
+                event.metadata_json,
+                link,
+            )
+        )
+        for offset, (event, link) in enumerate(zip(events, hashes, strict=True))
+    )
+
+
 class KnownHeads:
     """The last (version, hash) of streams a store object wrote or read.
 
@@ -119,6 +156,11 @@ class KnownHeads:
         if len(self._heads) >= self._capacity:
             self._heads.clear()  # crude, but an evicted head only costs one query
         self._heads[stream] = (version, last_hash)
+
+    def saw(self, stream: str, events: Sequence[RecordedEvent]) -> None:
+        """Remember the head of a stream just read (a writer usually reads, then appends)."""
+        if events:
+            self.remember(stream, events[-1].version, events[-1].hash)
 
     def forget(self, stream: str) -> None:
         self._heads.pop(stream, None)

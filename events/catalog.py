@@ -14,7 +14,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from events.errors import EventSchemaError, UnknownEventType
+from events.errors import EventSchemaError, UnknownEventType, validation_summary
 
 TYPE_PREFIX = "MagicToolbox.Execution."
 
@@ -28,6 +28,9 @@ class EventPayload(BaseModel):
 
     name: ClassVar[str]
     schema_version: ClassVar[int] = 1
+    # The status an execution has after this event (the decider's Status values); None: no
+    # change. Stated here once for the decider and the read models alike.
+    status: ClassVar[str | None] = None
 
     @classmethod
     def event_type(cls) -> str:
@@ -58,6 +61,7 @@ class DeclaredInput(BaseModel):
 
 class Submitted(EventPayload):
     name: ClassVar[str] = "Submitted"
+    status: ClassVar[str | None] = "submitted"
 
     execution_id: UUID
     tool: str = Field(min_length=1, max_length=100)
@@ -78,6 +82,7 @@ class Submitted(EventPayload):
 
 class Uploaded(EventPayload):
     name: ClassVar[str] = "Uploaded"
+    status: ClassVar[str | None] = "uploaded"
 
     blob: BlobRef
 
@@ -87,6 +92,7 @@ class Uploaded(EventPayload):
 
 class Processing(EventPayload):
     name: ClassVar[str] = "Processing"
+    status: ClassVar[str | None] = "processing"
 
     attempt: int = Field(ge=1)
     worker_id: str = Field(min_length=1, max_length=200)
@@ -111,6 +117,7 @@ class Progress(EventPayload):
 
 class Completed(EventPayload):
     name: ClassVar[str] = "Completed"
+    status: ClassVar[str | None] = "completed"
 
     output: BlobRef | None = None
     result: str | None = Field(default=None, max_length=64 * 1024)
@@ -125,6 +132,7 @@ class Failed(EventPayload):
     """v1 carried a free-text ``error``; v2 splits it into a stable ``code`` and a ``message``."""
 
     name: ClassVar[str] = "Failed"
+    status: ClassVar[str | None] = "failed"
     schema_version: ClassVar[int] = 2
 
     code: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
@@ -138,6 +146,7 @@ class Failed(EventPayload):
 
 class Cancelled(EventPayload):
     name: ClassVar[str] = "Cancelled"
+    status: ClassVar[str | None] = "cancelled"
 
     reason: str = Field(default="", max_length=500)
 
@@ -147,6 +156,7 @@ class Cancelled(EventPayload):
 
 class Retried(EventPayload):
     name: ClassVar[str] = "Retried"
+    status: ClassVar[str | None] = "retrying"
 
     next_attempt: int = Field(ge=2)
 
@@ -156,6 +166,7 @@ class Retried(EventPayload):
 
 class Expired(EventPayload):
     name: ClassVar[str] = "Expired"
+    status: ClassVar[str | None] = "expired"
 
     blobs_removed: list[BlobRef] = Field(default_factory=list)
 
@@ -232,19 +243,11 @@ class Catalog:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            raise EventSchemaError(event_type, _summary(exc)) from None
+            raise EventSchemaError(event_type, validation_summary(exc, root="payload")) from None
 
     def load(self, event_type: str, schema_version: int, data: dict[str, Any]) -> EventPayload:
         """Read stored data of any known schema version as the current model."""
         return self.validate(event_type, self.upcast(event_type, schema_version, data))
-
-
-def _summary(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        where = ".".join(str(p) for p in err["loc"]) or "payload"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
 
 
 EXECUTION_EVENTS: list[type[EventPayload]] = [

@@ -5,7 +5,11 @@ Each carries a stable ``code`` so that the web layer can turn it into problem+js
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from uuid import UUID
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class EventStoreError(Exception):
@@ -85,3 +89,12 @@ class StreamNotFound(EventStoreError):
     def __init__(self, stream: str) -> None:
         super().__init__(f"no stream {stream!r}")
         self.stream = stream
+
+
+def validation_summary(exc: ValidationError, root: str = "value", limit: int = 5) -> str:
+    """A pydantic error as one line for people: ``where: what`` for its first few problems
+    (``root`` names the whole value when the problem is with it rather than a field)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in error['loc']) or root}: {error['msg']}"
+        for error in exc.errors()[:limit]
+    )

@@ -1,21 +1,16 @@
 """The event store on PostgreSQL (psycopg 3): the backend for multi-process and Azure deployments.
 
-An append is one INSERT in autocommit (sql/append-event.sql, or append-events.sql for a batch):
-one round trip. The client chains the hashes from the stream's last known head; the statement
-inserts only if that previous event is stored with that hash, so a stream that is not at the
-expected version is refused. The global feed is read below the oldest running transaction id,
-which with the way positions are taken (sql/take-positions.sql) means a tailing reader never
-skips an event that commits late. ``wait_for`` listens on a channel that a notifier thread
-signals after commits, outside the writing transactions (a NOTIFY inside them would serialise
-every commit).
+An append is one INSERT in autocommit (``sql/``), inserting only if the stream's previous event is
+stored with the hash the client chained from: a stream elsewhere than expected is refused. The
+feed is read below the oldest running transaction (``sql/read-feed.sql``), so a tailing reader
+never skips an event that commits late. ``wait_for`` is woken by LISTEN/NOTIFY (``notifying``).
 """
 
 from __future__ import annotations
 
 import threading
-import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from uuid import UUID
@@ -24,10 +19,10 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from events.appending import (
-    AppendSignal,
     KnownHeads,
     StoredIdentity,
     check_batch,
+    recorded_events,
     resolve_duplicates,
 )
 from events.audit import verify_rows
@@ -35,6 +30,7 @@ from events.catalog import Catalog, catalog as execution_catalog
 from events.connections import split_url
 from events.envelope import GENESIS_HASH, NewEvent, RecordedEvent, chain, recorded_event
 from events.errors import EventStoreError, WrongExpectedVersion
+from events.notifying import Notifications
 from events.store import ANY, NO_STREAM, AppendResult, FeedStatus, VerifyReport
 
 SQL_FILES = ("events-table.sql", "immutable-events.sql", "take-positions.sql")
@@ -50,9 +46,6 @@ COLUMNS = (
 # Rows with an older transaction than every running one are final: nothing can commit before them
 # (the same condition as in sql/read-feed.sql, which explains why it suffices).
 HORIZON = "tx < (SELECT pg_snapshot_xmin(pg_current_snapshot()))"
-# Under a burst of appends, other processes are woken at most this often (seconds); each
-# wake-up is a NOTIFY transaction, so one per append would cost the writers a fifth of their speed.
-NOTIFY_INTERVAL = 0.01
 
 
 def _event_row(cursor: psycopg.Cursor) -> object:
@@ -112,19 +105,14 @@ class PostgresEventStore:
         self._kwargs = {
             "options": f"-c search_path={self.schema} -c enable_sort=off -c enable_bitmapscan=off"
         }
-        # Each thread gets its own connection (a pool checkout costs a writer a fifth of its
-        # speed). Autocommit: an append is one statement, so it is its own transaction and needs
-        # one round trip instead of three (BEGIN, INSERT, COMMIT); reads need no transaction.
+        # Each thread gets its own connection (no pool checkout per append). Autocommit: an append
+        # is one statement, so it is its own transaction and needs one round trip instead of
+        # three (BEGIN, INSERT, COMMIT); reads need no transaction.
         self._local = threading.local()
         self._connections: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
         self._poll_interval = poll_interval
         self._heads = KnownHeads()
-        self._closed = threading.Event()
-        self._notify_pending = threading.Event()
-        self._notifier_pid = 0  # the backend that sends this store's NOTIFYs
-        self._threads: dict[str, threading.Thread] = {}
-        self._threads_lock = threading.Lock()
-        self._appended = AppendSignal()
+        self._notifications = Notifications(self.url, self._kwargs, self.channel)
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection]:
@@ -153,10 +141,7 @@ class PostgresEventStore:
                 conn.execute("SELECT pg_advisory_unlock(7305512648190264)")
 
     def close(self) -> None:
-        self._closed.set()
-        self._notify_pending.set()
-        for thread in list(self._threads.values()):
-            thread.join(timeout=5)
+        self._notifications.close()
         for conn in list(self._connections):
             conn.close()
 
@@ -216,13 +201,15 @@ class PostgresEventStore:
                 return resolve_duplicates(stream, events, stored)
             raise WrongExpectedVersion(stream, expected_version, self._read_head(stream)[0])
         self._heads.remember(stream, first + len(events) - 1, hashes[-1])
-        self._signal_appended()
+        self._notifications.committed()
+        first_position = min(row[0] for row in positions)
         return AppendResult(
             stream=stream,
             first_version=first,
             last_version=first + len(events) - 1,
-            first_position=positions[0][0],
-            last_position=positions[-1][0],
+            first_position=first_position,
+            last_position=first_position + len(events) - 1,
+            recorded=recorded_events(stream, first, first_position, events, hashes),
         )
 
     def _read_head(self, stream: str) -> tuple[int, bytes]:
@@ -250,13 +237,6 @@ class PostgresEventStore:
             ).fetchall()
         return {r[0]: StoredIdentity(*r[1:]) for r in rows}
 
-    def _signal_appended(self) -> None:
-        self._appended.notify()
-        if "notify" not in self._threads:
-            self._start("notify", self._notify_loop)
-        if not self._notify_pending.is_set():
-            self._notify_pending.set()
-
     # -- reading -----------------------------------------------------------------------------
 
     def read_stream(self, stream: str, from_version: int = 0) -> list[RecordedEvent]:
@@ -268,8 +248,7 @@ class PostgresEventStore:
                 (stream, from_version),
             )
             events = cur.fetchall()
-        if events:  # a writer usually reads a stream, then appends to it
-            self._heads.remember(stream, events[-1].version, events[-1].hash)
+        self._heads.saw(stream, events)
         return events
 
     def read_all(
@@ -338,59 +317,9 @@ class PostgresEventStore:
         yield from names
 
     def wait_for(self, after_position: int, timeout: float) -> bool:
-        self._start("listen", self._listen_loop)
-        # A notification wakes us at once; the poll interval covers an older transaction that
-        # held the horizon back and then rolled back (a rollback notifies nobody).
-        return self._appended.wait_for(
+        return self._notifications.wait_for(
             self.head_position, after_position, timeout, self._poll_interval
         )
-
-    # -- notification threads ------------------------------------------------------------------
-
-    def _start(self, name: str, target: Callable[[], None]) -> None:
-        with self._threads_lock:
-            if name not in self._threads and not self._closed.is_set():
-                thread = threading.Thread(target=target, name=f"{self.channel}-{name}", daemon=True)
-                self._threads[name] = thread
-                thread.start()
-
-    def _notify_loop(self) -> None:
-        """NOTIFY other processes after appends: at once when idle, at most every few ms when busy.
-
-        It runs on its own connection, outside the writing transactions, because a NOTIFY inside
-        them would hold a server-wide lock through every commit and serialise all writers.
-        """
-        conn: psycopg.Connection | None = None
-        while not self._closed.is_set():
-            self._notify_pending.wait()
-            if self._closed.is_set():
-                break
-            self._notify_pending.clear()
-            try:
-                if conn is None or conn.closed:
-                    conn = psycopg.connect(self.url, autocommit=True, **self._kwargs)
-                    self._notifier_pid = conn.info.backend_pid
-                conn.execute("SELECT pg_notify(%s, '')", (self.channel,))
-            except psycopg.Error:
-                conn = None
-                self._notify_pending.set()
-                self._closed.wait(0.5)
-            self._closed.wait(NOTIFY_INTERVAL)
-        if conn is not None:
-            conn.close()
-
-    def _listen_loop(self) -> None:
-        while not self._closed.is_set():
-            try:
-                with psycopg.connect(self.url, autocommit=True, **self._kwargs) as conn:
-                    conn.execute(f'LISTEN "{self.channel}"')
-                    while not self._closed.is_set():
-                        for notify in conn.notifies(timeout=0.5, stop_after=1):
-                            if notify.pid == self._notifier_pid:
-                                continue  # our own appends woke our waiters when they committed
-                            self._appended.notify()
-            except psycopg.Error:
-                time.sleep(0.5)
 
     # -- auditing ----------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from events.appending import (
     KnownHeads,
     StoredIdentity,
     check_batch,
+    recorded_events,
     resolve_duplicates,
 )
 from events.audit import verify_rows
@@ -183,9 +184,11 @@ class SQLiteEventStore:
     ) -> tuple[AppendResult, bytes]:
         head_version, previous = self._head(conn, stream, expected_version)
         rows = []
+        hashes = []
         for offset, event in enumerate(events):
             version = head_version + 1 + offset
             previous = chain(previous, event.digest(stream, version))
+            hashes.append(previous)
             rows.append(
                 (
                     stream,
@@ -208,12 +211,14 @@ class SQLiteEventStore:
         )
         # One writer at a time and AUTOINCREMENT: this append's positions are consecutive.
         last_position = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+        first_position = last_position - len(events) + 1
         result = AppendResult(
             stream=stream,
             first_version=head_version + 1,
             last_version=head_version + len(events),
-            first_position=last_position - len(events) + 1,
+            first_position=first_position,
             last_position=last_position,
+            recorded=recorded_events(stream, head_version + 1, first_position, events, hashes),
         )
         return result, previous
 
@@ -236,8 +241,7 @@ class SQLiteEventStore:
             (stream, from_version),
         )
         events = [_row_to_event(r) for r in rows]
-        if events:  # a writer usually reads a stream, then appends to it
-            self._heads.remember(stream, events[-1].version, events[-1].hash)
+        self._heads.saw(stream, events)
         return events
 
     def read_all(

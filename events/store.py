@@ -27,6 +27,9 @@ class AppendResult:
     first_position: int
     last_position: int
     duplicate: bool = False  # True when every event id was already stored: nothing new was written
+    # The events as stored (versions, positions, hashes), so a writer knows its stream without
+    # reading it back; empty for a duplicate.
+    recorded: tuple[RecordedEvent, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

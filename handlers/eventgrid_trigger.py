@@ -1,18 +1,10 @@
 """The Functions host's Event Grid HTTP trigger: ``/runtime/webhooks/EventGrid?functionName=``.
 
-Event Grid pushes to an Azure Function at this URL of the Functions host. The local host answers
-it the same way, so the emulator (``magictoolbox eventgrid-emulator``) pushes to our functions
-exactly as Event Grid pushes to Azure:
-
-- the Event Grid schema validation handshake (``aeg-event-type: SubscriptionValidation``) and the
-  CloudEvents ``OPTIONS`` abuse-protection handshake;
-- a notification runs the named function once per event, as ``func.EventGridEvent``, whichever
-  schema the events came in; 200 once every event ran, 500 if one raised — Event Grid then
-  retries the whole delivery on its schedule and dead-letters it after the last attempt, so the
-  functions' idempotence (they act on the execution's stream) makes retries harmless;
-- 404 for an unknown function, 400 for a malformed body, 413 over 1 MB, each as problem+json.
-
-``GET /admin/host/status`` answers ``{"state": "Running"}``, as the real host does.
+Event Grid pushes to an Azure Function at this URL; the local host answers it the same way, so the
+emulator pushes to our functions as Event Grid pushes to Azure: both handshakes; a notification
+runs the named function once per event (200, or 500 if one raised, so Event Grid retries and
+dead-letters; the functions act on the stream, so a retry is harmless); 404, 400 and 413 as
+problem+json. ``GET /admin/host/status`` answers ``{"state": "Running"}`` as the real host does.
 """
 
 from __future__ import annotations

@@ -17,19 +17,20 @@ import azure.functions as func
 from events.catalog import Retried
 from events.database import Database
 from events.following import Backoff
-from handlers.wiring import Dependencies
+from handlers.bootstrap import Parts
 from projections import status
-from services.blobs.retention import remove_execution_blobs, sweep_temp
+from services.blobs.retention import sweep_temp
 from services.executions.decider import ExecutionState
+from services.executions.runner import RunReport
 from services.executions.service import Trace
 from services.executions.sweeper import (
     SweepReport,
+    remove_execution_blobs,
     sweep_retention,
     sweep_retries,
     sweep_timeouts,
 )
 from services.tools.registry import UnknownTool
-from services.tools.runner import RunReport
 from services.webhooks.delivery import DeliveryReport
 
 log = logging.getLogger(__name__)
@@ -63,9 +64,7 @@ def event_type_of(event: func.EventGridEvent | func.CloudEvent) -> str:
     return event.type
 
 
-def on_execution_event(
-    deps: Dependencies, event: func.EventGridEvent | func.CloudEvent
-) -> RunReport:
+def on_execution_event(parts: Parts, event: func.EventGridEvent | func.CloudEvent) -> RunReport:
     """Run the execution's next attempt if it is waiting for one (Submitted/Uploaded/Retried)."""
     execution_id = execution_id_of(event.subject or "")
     trace = Trace(causation_id=event.id)
@@ -73,26 +72,26 @@ def on_execution_event(
     # Sync executions run inline in the request that submitted them; only their retries
     # come here (the request is long gone by then).
     async_only = not event_type.endswith(f".{Retried.name}")
-    report = deps.runner().run(execution_id, trace, async_only=async_only)
+    report = parts.runner().run(execution_id, trace, async_only=async_only)
     log.info("%s %s: %s %s", event_type, execution_id, report.outcome, report.detail)
     return report
 
 
-def max_attempts_for(deps: Dependencies, state: ExecutionState) -> int:
+def max_attempts_for(parts: Parts, state: ExecutionState) -> int:
     try:
-        return deps.registry.get(state.tool).max_attempts
+        return parts.registry.get(state.tool).max_attempts
     except UnknownTool:
         return DEFAULT_MAX_ATTEMPTS
 
 
-def sweep(deps: Dependencies, now: datetime | None = None) -> tuple[SweepReport, SweepReport]:
+def sweep(parts: Parts, now: datetime | None = None) -> tuple[SweepReport, SweepReport]:
     """Time out attempts past their deadline, then re-queue retryable failures past backoff.
 
     Returns the timeout report and the retry report.
     """
     now = now or datetime.now(UTC)
-    service = deps.service()
-    with Database(deps.database_url) as db:
+    service = parts.service
+    with Database(parts.read_models_url) as db:
         processing = [UUID(r.execution_id) for r in status.in_status(db, ["processing"])]
         timeouts = sweep_timeouts(service, processing, now)
         failed = [
@@ -106,39 +105,39 @@ def sweep(deps: Dependencies, now: datetime | None = None) -> tuple[SweepReport,
         service,
         failed,
         now,
-        max_attempts_for=lambda s: max_attempts_for(deps, s),
-        backoff=Backoff(first=deps.retry_backoff.total_seconds(), factor=2.0, cap=3600.0),
+        max_attempts_for=lambda s: max_attempts_for(parts, s),
+        backoff=Backoff(first=parts.settings.RETRY_BACKOFF_SECONDS, factor=2.0, cap=3600.0),
     )
     return timeouts, retries
 
 
-def expire(deps: Dependencies, now: datetime | None = None) -> tuple[SweepReport, int]:
+def expire(parts: Parts, now: datetime | None = None) -> tuple[SweepReport, int]:
     """Remove the files of executions past retention (recording Expired) and stale temp files.
 
     Returns the expiry report and how many temp files were removed.
     """
     now = now or datetime.now(UTC)
-    with Database(deps.database_url) as db:
+    with Database(parts.read_models_url) as db:
         finished = [
             (UUID(r.execution_id), r.finished_at or r.updated_at)
             for r in status.in_status(db, ["completed", "failed", "cancelled"])
         ]
-    report = sweep_retention(deps.service(), finished, now, remove_execution_blobs(deps.blobs))
-    removed = sweep_temp(deps.blobs, now)
+    report = sweep_retention(parts.service, finished, now, remove_execution_blobs(parts.blobs))
+    removed = sweep_temp(parts.blobs, now)
     log.info(
         "retention: %d executions expired, %d temp files removed", len(report.expired), removed
     )
     return report, removed
 
 
-def relay(deps: Dependencies, give_up_after: float = 50.0) -> int:
+def relay(parts: Parts, give_up_after: float = 50.0) -> int:
     """Publish every event the outbox relay has not yet published; how many went out.
 
     Without a topic (the local deployment, where the host delivers from the feed) it does
     nothing. A publish that keeps failing is retried with backoff for ``give_up_after`` seconds;
     the next timer run tries again from the same checkpoint.
     """
-    outbox = deps.relay()
+    outbox = parts.relay()
     if outbox is None:
         return 0
     stop = threading.Event()
@@ -154,10 +153,10 @@ def relay(deps: Dependencies, give_up_after: float = 50.0) -> int:
     return sent
 
 
-def deliver_webhooks(deps: Dependencies, budget_seconds: float = 50.0) -> DeliveryReport:
+def deliver_webhooks(parts: Parts, budget_seconds: float = 50.0) -> DeliveryReport:
     """Turn new events into user-webhook messages and deliver what is due, for up to
     ``budget_seconds`` (the timer's next run, 10 s later, takes over what is left)."""
-    report = deps.dispatcher().run_once(budget_seconds=budget_seconds)
+    report = parts.dispatcher().run_once(budget_seconds=budget_seconds)
     if report.messages or report.attempts or report.errors:
         log.info(
             "webhooks: %d new messages, %d delivered, %d to retry, %d failed, %d errors",

@@ -11,24 +11,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from events.catalog import TYPE_PREFIX, catalog
+from events.catalog import EXECUTION_EVENTS, TYPE_PREFIX, catalog
 from events.database import Database
 from events.envelope import EXECUTION_STREAM_PREFIX, RecordedEvent
 
 LIVE = "proj_"
 
 
-# The status each event type leads to (the decider's, by name); Progress changes none.
-STATUS_AFTER = {
-    "Submitted": "submitted",
-    "Uploaded": "uploaded",
-    "Processing": "processing",
-    "Completed": "completed",
-    "Failed": "failed",
-    "Cancelled": "cancelled",
-    "Retried": "retrying",
-    "Expired": "expired",
-}
+# The status each event type leads an execution to, as the catalog states it for the decider
+# too; Progress changes none.
+STATUS_AFTER = {m.name: m.status for m in EXECUTION_EVENTS if m.status is not None}
 
 
 @dataclass(frozen=True, slots=True)

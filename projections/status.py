@@ -1,7 +1,7 @@
 """The status read model: one row per execution with what the UI and API poll.
 
-The fold mirrors the execution state machine (services.executions.decider) independently: this
-package may not import services, and tests compare the two on random legal histories.
+Each event's status comes from the catalog (as the decider's does); the fold flattens the rest of
+its data into columns. Tests compare the rows with the decider's states on random histories.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from events.database import Database
 from events.envelope import RecordedEvent
 from projections.projection import (
     LIVE,
+    STATUS_AFTER,
     Index,
     Table,
     execution_events,
@@ -159,15 +160,18 @@ class StatusProjection:
 
 
 def fold(row: list[Any], kind: str, data: dict[str, Any], event: RecordedEvent) -> None:
-    """Apply one event to a row in place (the decider's ``evolve``, flattened to columns)."""
+    """Apply one event to a row in place: its status, and its data flattened to columns."""
+    if kind not in KNOWN:
+        return  # a type this model does not read: not even updated_at moves
     at = event.time
+    if kind in STATUS_AFTER:
+        row[STATUS] = STATUS_AFTER[kind]
     if kind == "Submitted":
         row[EXECUTION_ID] = data["execution_id"]
         row[TOOL] = data["tool"]
         row[CATEGORY] = data["category"]
         row[OWNER] = data["owner"]
         row[MODE] = data["mode"]
-        row[STATUS] = "submitted"
         row[PERCENT] = 0.0
         row[PROGRESS_MESSAGE] = ""
         row[ATTEMPT] = 0
@@ -175,10 +179,8 @@ def fold(row: list[Any], kind: str, data: dict[str, Any], event: RecordedEvent) 
         row[REPLAY_OF] = data.get("replay_of")
         row[SUBMITTED_AT] = at
     elif kind == "Uploaded":
-        row[STATUS] = "uploaded"
         row[INPUT_BLOB] = data["blob"]["name"]
     elif kind == "Processing":
-        row[STATUS] = "processing"
         row[ATTEMPT] = data["attempt"]
         row[PERCENT] = 0.0
         row[PROGRESS_MESSAGE] = ""
@@ -188,30 +190,26 @@ def fold(row: list[Any], kind: str, data: dict[str, Any], event: RecordedEvent) 
         row[PERCENT] = float(data["percent"])
         row[PROGRESS_MESSAGE] = data.get("message", "")
     elif kind == "Completed":
-        row[STATUS] = "completed"
         row[PERCENT] = 100.0
         row[OUTPUT_BLOB] = (data.get("output") or {}).get("name")
         row[RESULT] = data.get("result")
         row[DURATION_MS] = data["duration_ms"]
         row[FINISHED_AT] = at
     elif kind == "Failed":
-        row[STATUS] = "failed"
         row[ERROR_CODE] = data["code"]
         row[ERROR_MESSAGE] = data["message"]
         row[ERROR_RETRYABLE] = bool(data["retryable"])
         row[FINISHED_AT] = at
     elif kind == "Cancelled":
-        row[STATUS] = "cancelled"
         row[FINISHED_AT] = at
     elif kind == "Retried":
-        row[STATUS] = "retrying"  # waiting for a worker again: not finished any more
-        row[FINISHED_AT] = None
-    elif kind == "Expired":
-        row[STATUS] = "expired"  # finished_at stays the time it ended
-    else:
-        return  # a type this model does not read: not even updated_at moves
+        row[FINISHED_AT] = None  # waiting for a worker again: not finished any more
+    # Expired: finished_at stays the time it ended.
     row[UPDATED_AT] = at
     row[STREAM_VERSION] = event.version
+
+
+KNOWN = frozenset({*STATUS_AFTER, "Progress"})
 
 
 def get(db: Database, execution_id: str, prefix: str = LIVE) -> ExecutionStatus | None:

@@ -1,18 +1,11 @@
 """The ASGI application (``uvicorn web.asgi:application``); what ``make run`` serves.
 
-Two ways into Django, chosen per request. Ordinary requests (pages, API calls with small bodies)
-run Django's WSGI handler in a fixed pool of threads (a2wsgi): the whole request is one trip
-through the middleware on a thread that keeps its database connections, about a quarter of the
-CPU that Django's ASGI handler spends hopping between the event loop and threads for each sync
-middleware. Requests that stream or wait go to Django's ASGI handler, where they hold no pool
-thread: live updates (SSE), downloads, the feed's long poll, and uploads over 1 MB (the ASGI
-handler spools the body to disk before the view runs, so a slow client holds no thread).
-
-In front of both, ``web.api.fastpath`` answers the most frequent request, a client polling an
-execution's status with its token, when it can answer exactly as Django would.
-
-With ``FUNCTIONS_IN_PROCESS`` (the local default) the same process runs the projector and the
-local Functions host, started on the server's lifespan startup (``web.runtime``).
+Ordinary requests run Django's WSGI handler on a fixed pool of threads (a2wsgi): one trip through
+the middleware on a thread that keeps its connections, cheaper than the ASGI handler's hops.
+Requests that stream or wait (live updates, downloads, the feed's long poll, uploads over 1 MB)
+go to Django's ASGI handler and hold no pool thread. In front, ``web.api.fastpath`` answers a
+token's status poll when it can answer exactly as Django would; ``web.runtime`` starts the
+background work on the server's lifespan.
 """
 
 import os
@@ -32,7 +25,7 @@ from django.conf import settings  # noqa: E402
 from web.api.fastpath import with_fast_status  # noqa: E402 - needs Django set up first
 from web.runtime import with_background  # noqa: E402
 
-django_wsgi = WSGIMiddleware(get_wsgi_application(), workers=settings.WEB_THREADS)
+django_wsgi = WSGIMiddleware(get_wsgi_application(), workers=settings.MAGICTOOLBOX.WEB_THREADS)
 
 SMALL_BODY = 1024 * 1024
 STREAMING = re.compile(r"^/(live/|api/v1/events/|api/v1/executions/[^/]+/download/)")

@@ -24,7 +24,8 @@ from events.database import Database
 from events.envelope import RecordedEvent
 from projections import status as status_model
 from projections.projection import execution_events
-from web.core import executions
+from services.problems import Problem
+from web import executions
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class ChannelManager(ChannelManagerBase):
         if channel.startswith(EXECUTION_PREFIX):
             try:
                 executions.get(user, UUID(channel[len(EXECUTION_PREFIX) :]))
-            except (ValueError, executions.Problem):
+            except (ValueError, Problem):
                 return False
             return True
         return False

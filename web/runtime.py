@@ -17,15 +17,13 @@ import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from handlers import wiring
-from handlers.deadletters import DeadLetterStore
-from handlers.function_app import app as function_app
+from handlers import function_app
+from handlers.bootstrap import Parts
 from handlers.host import LocalFunctionsHost, RetryPolicy
-from projections.projector import Projector
-from web import bootstrap, live
+from web import live
+from web.parts import parts
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +78,7 @@ class Background:
 
     def __init__(
         self,
+        deployment: Parts,
         *,
         projector: bool = True,
         host: bool = True,
@@ -89,21 +88,18 @@ class Background:
         workers: int = 4,
         retry: RetryPolicy | None = None,
     ) -> None:
-        deps = bootstrap.functions_dependencies()
-        deps.blobs.setup()
-        deps.store.setup()
-        self.projector = (
-            Projector(deps.store, settings.DATABASE_URL, on_applied=live.publish)
-            if projector
-            else None
-        )
+        deployment.blobs.setup()
+        deployment.store.setup()
+        self.projector = deployment.projector(on_applied=live.publish) if projector else None
+        # The Functions app over this process's parts: the functions the host runs use them.
+        self.app = function_app.create(lambda: deployment)
         self.host = (
             LocalFunctionsHost(
-                function_app,
-                deps.store,
-                DeadLetterStore(settings.DATABASE_URL),
-                settings=wiring.settings(),
-                topic=settings.MAGICTOOLBOX_SOURCE,
+                self.app,
+                deployment.store,
+                deployment.deadletters(),
+                settings=deployment.settings.schedules,
+                topic=deployment.settings.source,
                 workers=workers,
                 retry=retry,
                 feed=feed,
@@ -111,22 +107,23 @@ class Background:
             if host
             else None
         )
-        self.relay = deps.relay() if relay else None
+        self.relay = deployment.relay() if relay else None
         if relay and self.relay is None:
             raise ImproperlyConfigured("RELAY_IN_PROCESS needs EVENTGRID_TOPIC_ENDPOINT")
-        self.webhooks = deps.dispatcher() if webhooks else None
+        self.webhooks = deployment.dispatcher() if webhooks else None
         self._threads: list[tuple[threading.Thread, threading.Event]] = []
 
     @classmethod
-    def from_settings(cls) -> Background | None:
+    def from_settings(cls, deployment: Parts) -> Background | None:
         """What the settings ask this web process to run, or None for nothing."""
+        config = deployment.settings
         wanted = {
-            "projector": settings.PROJECTOR_IN_PROCESS,
-            "host": settings.FUNCTIONS_IN_PROCESS,
-            "relay": settings.RELAY_IN_PROCESS,
-            "webhooks": settings.WEBHOOKS_IN_PROCESS,
+            "projector": config.PROJECTOR_IN_PROCESS,
+            "host": config.functions_in_process,
+            "relay": config.relay_in_process,
+            "webhooks": config.WEBHOOKS_IN_PROCESS,
         }
-        return cls(**wanted) if any(wanted.values()) else None
+        return cls(deployment, **wanted) if any(wanted.values()) else None
 
     def parts(self) -> list[str]:
         named = [("projector", self.projector), ("Functions host", self.host)]
@@ -178,7 +175,7 @@ def with_background(application: ASGIApp) -> ASGIApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    background = Background.from_settings()
+                    background = Background.from_settings(parts())
                     if background is not None:
                         running["background"] = background.start()
                         log.info(

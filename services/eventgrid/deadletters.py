@@ -13,6 +13,7 @@ Event Grid writes them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import uuid
@@ -87,6 +88,18 @@ class DeadLetterWriter:
         temporary.write_bytes(body)
         temporary.replace(path)  # a reader never sees half a file
         return str(path)
+
+    async def write_soon(self, name: str, records: list[dict[str, Any]], tries: int = 3) -> str:
+        """``write`` from a worker thread, tried again after a pause when it fails (the last
+        failure is raised)."""
+        for attempt in range(1, tries + 1):
+            try:
+                return await asyncio.to_thread(self.write, name, records)
+            except Exception:
+                if attempt == tries:
+                    raise
+                await asyncio.sleep(attempt)
+        raise AssertionError("unreachable")
 
     def _blob_container(self) -> Any:
         with self._lock:

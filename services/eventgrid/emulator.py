@@ -1,18 +1,10 @@
 """A local Azure Event Grid topic: the azure-eventgrid SDK publishes to it as to Azure, and it
 pushes to the configured subscriptions as Event Grid does (``services.eventgrid.pushing``).
 
-``POST /api/events?api-version=…`` takes a batch with the topic's key (``aeg-sas-key``) or a
-token made from it by the SDK's ``generate_sas`` (``aeg-sas-token``, signature and expiry
-checked). It answers 200 with an empty body; 401 without a valid key or token; 413 for a body
-over 1 MB (by Content-Length, else while reading, never holding more than that); 400 for a
-batch that is not a JSON array of events in the topic's input schema. Refusals carry Event
-Grid's ``{"error": {"code", "message"}}``, and nothing of a refused batch is delivered.
-``GET /emulator/status`` shows each subscription's state and counters; ``GET
-/emulator/validate`` is the ``validationUrl`` of the Event Grid schema handshake.
-
-Events live in memory only: like a real topic that is stopped, a restart of the emulator loses
-what was not delivered yet. ``EmulatorServer`` runs it in a thread (tests); ``serve`` runs it
-in the foreground until SIGTERM or Ctrl-C (``magictoolbox eventgrid-emulator``).
+``POST /api/events`` takes a batch with the topic's key or an SAS token made from it, and answers
+as Event Grid does (200; 401; 413 over 1 MB, counted while reading; 400 for a malformed batch,
+with Event Grid's error body). ``GET /emulator/status`` shows each subscription's counters.
+Events live in memory only, as in a stopped topic.
 """
 
 from __future__ import annotations

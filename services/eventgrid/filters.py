@@ -1,18 +1,10 @@
 """Event Grid's subscription filters: event types, subject prefix and suffix, advanced filters.
 
-Pure functions over one event as a JSON object (either schema), so they are tested without a
-server. They follow Event Grid's documented semantics:
-
-- every filter of a subscription must match (AND); the values of one advanced filter are
-  alternatives (OR), except for the ``Not`` operators, which must hold for every value;
-- string comparisons ignore case; event types too; the subject filters ignore case unless
-  ``isSubjectCaseSensitive``;
-- a key names an envelope attribute (``type``, ``subject``, ``source``, ``id``, an extension
-  attribute; ``eventType``, ``topic``… in the Event Grid schema) or a path into the data
-  (``data.tool``, ``data.input.size``); a key's value that is an array is matched element by
-  element (Event Grid's ``enableAdvancedFilteringOnArrays``);
-- a key missing from the event (or null) matches no positive operator and every ``Not``
-  operator; ``IsNullOrUndefined`` and ``IsNotNull`` test exactly that.
+Pure functions over one event as a JSON object (either schema), following Event Grid's documented
+semantics: every filter must match; one advanced filter's values are alternatives (the ``Not``
+operators must hold for all); string comparisons ignore case; a key names an envelope attribute or
+a path into the data, and an array value is matched element by element; a missing key matches
+only the ``Not`` operators (``IsNullOrUndefined``/``IsNotNull`` test exactly that).
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from http import HTTPStatus
 from typing import Any
 
 import orjson
@@ -35,6 +36,8 @@ MAX_BATCH_BYTES = 1024 * 1024  # Event Grid refuses a publish (and an event) ove
 
 CLOUDEVENTS = "CloudEventSchemaV1_0"
 EVENTGRID = "EventGridSchema"
+# Event Grid's wait before each retry of a push (seconds), the last repeated.
+RETRY_SCHEDULE = (10, 30, 60, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600)
 
 
 class MalformedEvents(ValueError):
@@ -194,3 +197,18 @@ def _time(value: Any, index: int) -> datetime | None:
         return datetime.fromisoformat(text)
     except ValueError:
         raise MalformedEvents(f"event {index}: time {value!r} is not RFC 3339") from None
+
+
+def retry_delay(attempts: int, scale: float = 1.0) -> float:
+    """Seconds to wait after the ``attempts``-th failed attempt (capped at 12 h, then scaled)."""
+    return RETRY_SCHEDULE[min(attempts, len(RETRY_SCHEDULE)) - 1] * scale
+
+
+def outcome(status: int) -> str:
+    """Event Grid's name for an answer: .NET's HttpStatusCode names, 408 as ``TimedOut``."""
+    if status == 408:
+        return "TimedOut"
+    try:
+        return "".join(word.capitalize() for word in HTTPStatus(status).name.split("_"))
+    except ValueError:
+        return str(status)

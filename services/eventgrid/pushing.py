@@ -1,21 +1,11 @@
 """Push delivery to one subscription, with Event Grid's handshake, retries and dead letters.
 
 Each subscription is a ``Subscriber`` with its own queue, HTTP client and at most
-``max_in_flight`` pushes at once, so a slow or failing endpoint only ever delays itself. It
-starts ``pending``: events are queued while its handshake runs (the endpoint may still be
-starting, so a failed handshake is tried again a few times). Then it is ``active``, or
-``inactive`` when the endpoint never passed: its queued events are dropped and no more are
-queued, the other subscriptions carry on.
-
-A delivery is a JSON array of up to ``maxEventsPerBatch`` events. Success is any 2xx. 400, 401,
-403 and 413 are final: the events are dead-lettered at once (``UndeliverableDueToHttp…``).
-Anything else (404, 408, 429, 5xx, no connection, no answer within the delivery timeout) is
-tried again on Event Grid's schedule, multiplied by ``retry_scale``, until
-``maxDeliveryAttempts`` (``MaxDeliveryAttemptsExceeded``) or the event's time to live, counted
-from when the emulator accepted it (``TimeToLiveExceeded``). Without a dead-letter destination
-such events are dropped, as Event Grid drops them. Not emulated: Event Grid's random jitter,
-its probation of endpoints that keep failing, and the minutes it waits before writing a dead
-letter.
+``max_in_flight`` pushes at once, so a failing endpoint only delays itself. It queues events while
+its handshake runs (``pending``), then delivers (``active``) or, when the endpoint never passed,
+drops them (``inactive``). 2xx succeeds; 400, 401, 403 and 413 dead-letter at once; anything else
+is retried on Event Grid's schedule (times ``retry_scale``) until ``maxDeliveryAttempts`` or the
+time to live. Not emulated: jitter, probation of failing endpoints, the dead-letter delay.
 """
 
 from __future__ import annotations
@@ -28,7 +18,6 @@ import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http import HTTPStatus
 from typing import Any
 
 import httpx
@@ -38,35 +27,18 @@ from services.eventgrid import protocol
 from services.eventgrid.deadletters import DeadLetterWriter, blob_name, dead_letter_record
 from services.eventgrid.filters import lookup
 from services.eventgrid.handshakes import abuse_protection_handshake, validation_handshake
-from services.eventgrid.subscriptions import Subscription, Topic
+from services.eventgrid.subscriptions import Subscription, Topic, delivery_event
 
 log = logging.getLogger(__name__)
 
-RETRY_SCHEDULE = (10, 30, 60, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600)  # seconds
 NON_RETRIABLE = frozenset({400, 401, 403, 413})
 HANDSHAKE_DELAYS = (1.0, 2.0, 4.0, 8.0)  # between handshake attempts: five in ~15 s
 DELIVERY_TIMEOUT = 30.0
 MAX_IN_FLIGHT = 16
-DEAD_LETTER_TRIES = 3
 
 PENDING, ACTIVE, INACTIVE = "pending", "active", "inactive"
 MAX_ATTEMPTS = "MaxDeliveryAttemptsExceeded"
 TTL_EXCEEDED = "TimeToLiveExceeded"
-
-
-def retry_delay(attempts: int, scale: float = 1.0) -> float:
-    """Seconds to wait after the ``attempts``-th failed attempt (capped at 12 h, then scaled)."""
-    return RETRY_SCHEDULE[min(attempts, len(RETRY_SCHEDULE)) - 1] * scale
-
-
-def outcome(status: int) -> str:
-    """Event Grid's name for an answer: .NET's HttpStatusCode names, 408 as ``TimedOut``."""
-    if status == 408:
-        return "TimedOut"
-    try:
-        return "".join(word.capitalize() for word in HTTPStatus(status).name.split("_"))
-    except ValueError:
-        return str(status)
 
 
 @dataclass(slots=True)
@@ -89,26 +61,6 @@ class Result:
     @property
     def succeeded(self) -> bool:
         return self.status is not None and 200 <= self.status < 300
-
-
-def delivery_event(event: Mapping[str, Any], topic: Topic, schema: str) -> dict[str, Any]:
-    """The event as this subscription receives it. Event Grid schema events are turned into
-    CloudEvents as Event Grid maps them; CloudEvents go out as they came in."""
-    if topic.input_schema == protocol.CLOUDEVENTS or schema == protocol.EVENTGRID:
-        return dict(event)
-    converted = {
-        "specversion": "1.0",
-        "id": event["id"],
-        "source": event.get("topic") or topic.resource_id,
-        "type": event["eventType"],
-        "subject": event["subject"],
-        "time": event["eventTime"],
-        "datacontenttype": "application/json",
-        "data": event["data"],
-    }
-    if event.get("dataVersion"):
-        converted["dataversion"] = event["dataVersion"]
-    return converted
 
 
 class Subscriber:
@@ -321,7 +273,7 @@ class Subscriber:
                 if attempts >= self.subscription.max_delivery_attempts:
                     await self._dead_letter(batch, MAX_ATTEMPTS, attempts, last)
                     return
-                delay = retry_delay(attempts, self.retry_scale)
+                delay = protocol.retry_delay(attempts, self.retry_scale)
                 now = time.monotonic()
                 if now + delay >= expires:
                     await asyncio.sleep(max(0.0, expires - now))
@@ -364,7 +316,8 @@ class Subscriber:
                 response = await self._client.post(
                     self.subscription.endpoint, content=body, headers=headers
                 )
-            return Result(response.status_code, outcome(response.status_code), datetime.now(UTC))
+            status = response.status_code
+            return Result(status, protocol.outcome(status), datetime.now(UTC))
         except TimeoutError:
             return Result(None, "TimedOut", datetime.now(UTC))
         except httpx.HTTPError as exc:
@@ -413,20 +366,14 @@ class Subscriber:
             )
             for a in batch
         ]
-        name = blob_name(self.topic.name, self.name)
-        for tries in range(1, DEAD_LETTER_TRIES + 1):
-            try:
-                where = await asyncio.to_thread(self._writer.write, name, records)
-            except Exception:
-                if tries == DEAD_LETTER_TRIES:
-                    self.dropped += len(batch)
-                    log.exception("%s: could not dead-letter %s; dropped", self.name, what)
-                    return
-                await asyncio.sleep(tries)
-            else:
-                self.dead_lettered += len(batch)
-                log.warning("%s: dead-lettered %s -> %s", self.name, what, where)
-                return
+        try:
+            where = await self._writer.write_soon(blob_name(self.topic.name, self.name), records)
+        except Exception:
+            self.dropped += len(batch)
+            log.exception("%s: could not dead-letter %s; dropped", self.name, what)
+            return
+        self.dead_lettered += len(batch)
+        log.warning("%s: dead-lettered %s -> %s", self.name, what, where)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)

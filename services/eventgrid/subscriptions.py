@@ -1,31 +1,11 @@
 """The emulator's configuration: one topic, its subscriptions and where dead letters go.
 
-A JSON file whose keys mirror ARM's names, so a subscription reads like its Bicep twin::
-
-    {"topic": {"name": "magictoolbox", "key": "${EVENTGRID_KEY}",
-               "inputSchema": "CloudEventSchemaV1_0"},
-     "deadLetter": {"storage": "<connection string or folder>", "container": "deadletters"},
-     "subscriptions": [
-       {"name": "image", "endpoint": "http://127.0.0.1:7071/runtime/webhooks/EventGrid?…",
-        "eventDeliverySchema": "CloudEventSchemaV1_0",
-        "filter": {"includedEventTypes": ["MagicToolbox.Execution.Submitted"],
-                   "subjectBeginsWith": "/tools/image/", "subjectEndsWith": "",
-                   "advancedFilters": [{"operatorType": "StringIn", "key": "data.tool",
-                                        "values": ["image-rotate"]}]},
-        "retryPolicy": {"maxDeliveryAttempts": 30, "eventTimeToLiveInMinutes": 1440},
-        "deliveryAttributeMappings": [{"name": "X-MagicToolbox-Key", "type": "Static",
-                                       "properties": {"value": "…", "isSecret": true}}],
-        "maxEventsPerBatch": 1, "deadLetter": true}]}
-
-The topic's ``inputSchema`` is ``CloudEventSchemaV1_0`` (the default) or ``EventGridSchema``;
-a subscription's ``eventDeliverySchema`` defaults to it, and a CloudEvents topic delivers only
-CloudEvents. ``eventTimeToLiveInMinutes`` may be a fraction (tests use tiny ones). A
-subscription's ``deadLetter`` is ``true`` (the file's destination), ``false``, or its own
-``{"storage", "container"}``. Dynamic delivery attributes take ``properties.sourceField``.
-
-Every string may hold ``${NAME}`` (or ``${NAME:-default}``), replaced from the environment, so a
-checked-in file takes its ports and keys from there. What Event Grid would refuse when the topic
-or a subscription is created is refused here with ``ConfigError``, before anything listens.
+A JSON file whose keys mirror ARM's (``topic``, ``deadLetter``, ``subscriptions`` with
+``endpoint``, ``eventDeliverySchema``, ``filter``, ``retryPolicy``, ``deliveryAttributeMappings``,
+``maxEventsPerBatch``), so a subscription reads like its Bicep twin; ``run-azure`` writes one
+(``var/eventgrid-local.json``). Any string may hold ``${NAME}`` or ``${NAME:-default}`` from the
+environment. What Event Grid would refuse when the topic or a subscription is created is refused
+here with ``ConfigError``, before anything listens.
 """
 
 from __future__ import annotations
@@ -280,3 +260,23 @@ def _attributes(items: Any, where: str) -> tuple[DeliveryAttribute, ...]:
                 "a Dynamic one properties.sourceField"
             )
     return tuple(attributes)
+
+
+def delivery_event(event: Mapping[str, Any], topic: Topic, schema: str) -> dict[str, Any]:
+    """The event as this subscription receives it. Event Grid schema events are turned into
+    CloudEvents as Event Grid maps them; CloudEvents go out as they came in."""
+    if topic.input_schema == CLOUDEVENTS or schema == EVENTGRID:
+        return dict(event)
+    converted = {
+        "specversion": "1.0",
+        "id": event["id"],
+        "source": event.get("topic") or topic.resource_id,
+        "type": event["eventType"],
+        "subject": event["subject"],
+        "time": event["eventTime"],
+        "datacontenttype": "application/json",
+        "data": event["data"],
+    }
+    if event.get("dataVersion"):
+        converted["dataversion"] = event["dataVersion"]
+    return converted

@@ -1,4 +1,5 @@
-"""The execution state machine as three pure functions: ``initial_state``, ``evolve``, ``decide``.
+"""The execution state machine: a pure ``Decider`` (``initial_state``, ``evolve``, ``decide``,
+``is_terminal``), and what each status allows.
 
     Submitted → (Uploaded) → Processing → Completed | Failed
     Failed (retryable) → Retried → Processing …
@@ -7,15 +8,17 @@
     Completed / Failed / Cancelled → Expired
 
 ``decide`` returns the events a command produces or raises a ``DomainError`` naming why the
-command is illegal in this state. Nothing here does I/O or reads a clock.
+command is illegal in this state; ``actions`` tells the read side what an owner may ask in a
+status, from the same rules. Nothing here does I/O or reads a clock.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from pydantic import ValidationError
@@ -34,6 +37,7 @@ from events.catalog import (
     Submitted,
     Uploaded,
 )
+from events.errors import validation_summary
 from services.executions.commands import (
     Cancel,
     Command,
@@ -65,6 +69,13 @@ class Status(StrEnum):
 
 WAITING = frozenset({Status.SUBMITTED, Status.UPLOADED, Status.RETRYING})
 TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+# What each command needs (``decide``) and so what the read side may offer (``actions``).
+STARTABLE = WAITING
+CANCELLABLE = WAITING | {Status.PROCESSING}
+RETRYABLE = frozenset({Status.FAILED})
+EXPIRABLE = TERMINAL
+# A run that has ended: nothing more happens to it unless someone asks (a retry, a delete).
+FINISHED = TERMINAL | {Status.EXPIRED}
 
 
 class DomainError(Exception):
@@ -151,11 +162,13 @@ def initial_state() -> ExecutionState:
 
 def evolve(state: ExecutionState, event: EventPayload) -> ExecutionState:
     """The state after ``event``. Events are facts: evolve never refuses one."""
+    ended_as = state.status  # what an Expired execution had been
+    if event.status is not None:  # the status each event leads to is the catalog's
+        state = replace(state, status=Status(event.status))
     match event:
         case Submitted():
             return replace(
                 state,
-                status=Status.SUBMITTED,
                 execution_id=event.execution_id,
                 tool=event.tool,
                 category=event.category,
@@ -167,11 +180,10 @@ def evolve(state: ExecutionState, event: EventPayload) -> ExecutionState:
                 replay_of=event.replay_of,
             )
         case Uploaded():
-            return replace(state, status=Status.UPLOADED, upload=event.blob)
+            return replace(state, upload=event.blob)
         case Processing():
             return replace(
                 state,
-                status=Status.PROCESSING,
                 attempt=event.attempt,
                 worker_id=event.worker_id,
                 deadline=event.deadline,
@@ -184,7 +196,6 @@ def evolve(state: ExecutionState, event: EventPayload) -> ExecutionState:
         case Completed():
             return replace(
                 state,
-                status=Status.COMPLETED,
                 percent=100.0,
                 output=event.output,
                 result=event.result,
@@ -192,26 +203,14 @@ def evolve(state: ExecutionState, event: EventPayload) -> ExecutionState:
             )
         case Failed():
             error = ErrorInfo(event.code, event.message, event.retryable)
-            return replace(state, status=Status.FAILED, error=error)
+            return replace(state, error=error)
         case Cancelled():
-            return replace(state, status=Status.CANCELLED, cancel_reason=event.reason)
+            return replace(state, cancel_reason=event.reason)
         case Retried():
-            return replace(state, status=Status.RETRYING)
+            return state
         case Expired():
-            return replace(
-                state,
-                status=Status.EXPIRED,
-                ended_as=state.status,
-                blobs_removed=tuple(event.blobs_removed),
-            )
+            return replace(state, ended_as=ended_as, blobs_removed=tuple(event.blobs_removed))
     raise TypeError(f"evolve does not know {type(event).__name__}")
-
-
-def fold(events: list[EventPayload], state: ExecutionState | None = None) -> ExecutionState:
-    state = state or initial_state()
-    for event in events:
-        state = evolve(state, event)
-    return state
 
 
 def decide(command: Command, state: ExecutionState) -> list[EventPayload]:
@@ -219,10 +218,36 @@ def decide(command: Command, state: ExecutionState) -> list[EventPayload]:
     try:
         return _decide(command, state)
     except ValidationError as exc:
-        detail = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()
-        )
+        detail = validation_summary(exc, root="value")
         raise InvalidCommand(f"{type(command).__name__}: {detail}", state.status) from None
+
+
+def is_terminal(state: ExecutionState) -> bool:
+    """Whether the run has ended (completed, failed, cancelled or expired)."""
+    return state.status in FINISHED
+
+
+def owned_by(state: ExecutionState, owner: str | None) -> bool:
+    """Whether the execution exists and is ``owner``'s (anyone's for None): another owner's
+    execution does not exist for you."""
+    return state.status is not Status.NEW and (owner is None or state.owner == owner)
+
+
+def actions(status: Status, *, awaiting_input: bool = False, has_output: bool = False) -> list[str]:
+    """What an owner may ask of an execution in ``status``, by the API's names: the commands
+    ``decide`` accepts there (``replay`` submits a copy, so it needs the input still there)."""
+    found = []
+    if status in CANCELLABLE:
+        found.append("cancel")
+    if status in RETRYABLE:
+        found.append("retry")
+    if status is not Status.EXPIRED and not awaiting_input:
+        found.append("replay")
+    if status in EXPIRABLE:
+        found.append("delete")
+    if status is Status.COMPLETED and has_output:
+        found.append("download")
+    return found
 
 
 def _decide(command: Command, state: ExecutionState) -> list[EventPayload]:
@@ -254,7 +279,7 @@ def _decide(command: Command, state: ExecutionState) -> list[EventPayload]:
                 )
             return [Uploaded(blob=command.blob)]
         case Start():
-            _require(state, name, WAITING)
+            _require(state, name, STARTABLE)
             if state.input is not None and state.upload is None:
                 raise InputNotUploaded("Start: the input file has not been uploaded", state.status)
             return [
@@ -303,10 +328,10 @@ def _decide(command: Command, state: ExecutionState) -> list[EventPayload]:
                 )
             ]
         case Cancel():
-            _require(state, name, WAITING | {Status.PROCESSING})
+            _require(state, name, CANCELLABLE)
             return [Cancelled(reason=command.reason)]
         case Retry():
-            _require(state, name, {Status.FAILED})
+            _require(state, name, RETRYABLE)
             assert state.error is not None
             if not state.error.retryable and not command.by_owner:
                 raise NotRetryable(f"Retry: {state.error.code} is final", state.status)
@@ -316,7 +341,7 @@ def _decide(command: Command, state: ExecutionState) -> list[EventPayload]:
                 )
             return [Retried(next_attempt=state.attempt + 1)]
         case Expire():
-            _require(state, name, TERMINAL)
+            _require(state, name, EXPIRABLE)
             return [Expired(blobs_removed=list(command.blobs_removed))]
     raise TypeError(f"decide does not know {name}")
 
@@ -327,3 +352,30 @@ def _require(state: ExecutionState, command: str, allowed: frozenset[Status] | s
         raise IllegalTransition(
             f"{command}: the execution is {state.status.value}, not {wanted}", state.status
         )
+
+
+E = TypeVar("E")
+C = TypeVar("C")
+S = TypeVar("S")
+
+
+@dataclass(frozen=True, slots=True)
+class Decider(Generic[C, E, S]):
+    """A decider as one value (Chassaing's pattern): what the command service runs."""
+
+    initial_state: Callable[[], S]
+    evolve: Callable[[S, E], S]
+    decide: Callable[[C, S], list[E]]
+    is_terminal: Callable[[S], bool]
+
+    def fold(self, events: Iterable[E], state: S | None = None) -> S:
+        """The state after ``events``, from ``state`` (or the initial one)."""
+        current = self.initial_state() if state is None else state
+        for event in events:
+            current = self.evolve(current, event)
+        return current
+
+
+execution: Decider[Command, EventPayload, ExecutionState] = Decider(
+    initial_state=initial_state, evolve=evolve, decide=decide, is_terminal=is_terminal
+)

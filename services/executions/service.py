@@ -1,9 +1,10 @@
 """The command service: the only writer of execution streams.
 
-load the stream → fold it with ``evolve`` → ``decide`` → append at the version that was read. If
-another writer appended in between, the append is refused (optimistic concurrency); the service
-reads again and decides again, so two workers racing to start one execution produce exactly one
-``Processing`` and the loser gets the domain error its command now deserves.
+load the stream → fold it with the decider → ``decide`` → wrap the events in envelopes → append
+at the version that was read. If another writer appended in between, the append is refused
+(optimistic concurrency) and the service reads and decides again, so two workers racing to start
+one execution produce exactly one ``Processing`` and the loser gets the domain error its command
+now deserves.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
+from events.catalog import EventPayload
 from events.envelope import (
     DEFAULT_SOURCE,
     NewEvent,
@@ -25,14 +27,9 @@ from events.envelope import (
 )
 from events.errors import WrongExpectedVersion
 from events.store import NO_STREAM, AppendResult, EventStore
+from services.executions import decider as rules
 from services.executions.commands import Command, Submit
-from services.executions.decider import (
-    DomainError,
-    ExecutionState,
-    decide,
-    evolve,
-    initial_state,
-)
+from services.executions.decider import Decider, DomainError, ExecutionState
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +54,35 @@ class Trace:
 
 
 @dataclass(frozen=True, slots=True)
+class Execution:
+    """One execution as the service last read or wrote it: its state, its stream's last version
+    (-1 when there is none) and the stream itself. Handing it back to ``handle`` as ``known``
+    spares a read; a stale one costs a read, never a wrong event."""
+
+    id: UUID
+    state: ExecutionState
+    version: int
+    stream: tuple[RecordedEvent, ...] = ()
+
+    @classmethod
+    def new(cls, execution_id: UUID) -> Execution:
+        """An execution with no stream yet (what a fresh id is)."""
+        return cls(execution_id, rules.initial_state(), NO_STREAM)
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
-    state: ExecutionState  # after the command
-    version: int  # the stream's last version after the command
+    execution: Execution  # after the command
     events: tuple[NewEvent, ...]  # what the command appended
     append: AppendResult
+
+    @property
+    def state(self) -> ExecutionState:
+        return self.execution.state
+
+    @property
+    def version(self) -> int:
+        return self.execution.version
 
 
 def new_traceparent() -> str:
@@ -74,11 +95,13 @@ class ExecutionService:
         store: EventStore,
         *,
         source: str = DEFAULT_SOURCE,
+        decider: Decider[Command, EventPayload, ExecutionState] = rules.execution,
         max_conflict_retries: int = 10,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
         self.source = source
+        self.decider = decider
         self.max_conflict_retries = max_conflict_retries
         self.clock = clock
 
@@ -87,10 +110,11 @@ class ExecutionService:
     def history(self, execution_id: UUID) -> list[RecordedEvent]:
         return self.store.read_stream(execution_stream(execution_id))
 
-    def load(self, execution_id: UUID) -> tuple[ExecutionState, int]:
-        """The execution's current state and its stream's last version (-1 when none)."""
-        events = self.history(execution_id)
-        return fold_recorded(events), (events[-1].version if events else NO_STREAM)
+    def load(self, execution_id: UUID) -> Execution:
+        """The execution as its stream says now (an initial state when there is none)."""
+        stream = tuple(self.history(execution_id))
+        state = self.decider.fold(e.payload() for e in stream)
+        return Execution(execution_id, state, stream[-1].version if stream else NO_STREAM, stream)
 
     def state_at(
         self, execution_id: UUID, *, version: int | None = None, at: datetime | None = None
@@ -101,7 +125,7 @@ class ExecutionService:
             events = [e for e in events if e.version <= version]
         if at is not None:
             events = [e for e in events if e.time <= at]
-        return fold_recorded(events)
+        return self.decider.fold(e.payload() for e in events)
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -111,7 +135,7 @@ class ExecutionService:
         command: Command | Sequence[Command],
         trace: Trace | None = None,
         *,
-        known: tuple[ExecutionState, int] | None = None,
+        known: Execution | None = None,
     ) -> Outcome:
         """Decide ``command`` against the execution's latest state and append what it yields.
 
@@ -119,69 +143,70 @@ class ExecutionService:
         to, and appended as one batch: all of them happen, or none (one commit instead of one
         each, e.g. Submit, RecordUpload and a sync run's Start).
 
-        ``known`` is a (state, version) the caller already holds (an earlier Outcome, or a new
-        stream): the first decision uses it instead of reading the stream. If it is stale the
-        append is refused and the service reads and decides again, as for any other conflict.
+        ``known`` is the execution as the caller holds it (an earlier outcome, a load, or
+        ``Execution.new``): the first decision uses it instead of reading the stream. If it is
+        stale the append is refused and the service reads and decides again.
         """
         commands = [command] if not isinstance(command, Sequence) else list(command)
         trace = trace or Trace()
         stream = execution_stream(execution_id)
         for _ in range(self.max_conflict_retries + 1):
             assumed = known is not None
-            if known is not None:
-                (state, version), known = known, None
-            else:
-                state, version = self.load(execution_id)
+            current, known = known or self.load(execution_id), None
             try:
-                payloads = []
-                decided = state
+                payloads: list[EventPayload] = []
+                decided = current.state
                 for each in commands:
-                    for payload in decide(each, decided):
+                    for payload in self.decider.decide(each, decided):
                         payloads.append(payload)
-                        decided = evolve(decided, payload)
+                        decided = self.decider.evolve(decided, payload)
             except DomainError:
-                if assumed:  # the caller's state may be stale: decide on the stream's own
+                if assumed:  # the caller's view may be stale: decide on the stream's own
                     continue
                 raise  # nothing to write
-
-            subject = _subject(execution_id, commands[0], state)
-            metadata = {
-                "correlationid": trace.correlation_id or str(execution_id),
-                "traceparent": trace.traceparent or new_traceparent(),
-            }
-            if trace.causation_id:
-                metadata["causationid"] = trace.causation_id
-            now = self.clock()
-            events = [
-                new_event(
-                    p,
-                    subject=subject,
-                    source=self.source,
-                    metadata=metadata,
-                    time=now,
-                    event_id=uuid4(),
-                )
-                for p in payloads
-            ]
+            events = self._envelopes(execution_id, commands[0], current.state, payloads, trace)
             try:
-                result = self.store.append(stream, events, version)
+                result = self.store.append(stream, events, current.version)
             except WrongExpectedVersion:
-                log.debug("%s: stream moved past %s, deciding again", stream, version)
+                log.debug("%s: stream moved past %s, deciding again", stream, current.version)
                 continue
-            return Outcome(decided, result.last_version, tuple(events), result)
+            if result.duplicate:  # these very events were stored before: read what is there
+                return Outcome(self.load(execution_id), tuple(events), result)
+            after = Execution(
+                execution_id, decided, result.last_version, current.stream + result.recorded
+            )
+            return Outcome(after, tuple(events), result)
         raise ConcurrencyConflict(
             f"{stream}: {self.max_conflict_retries + 1} attempts lost the race to other writers"
         )
 
-
-def fold_recorded(events: list[RecordedEvent]) -> ExecutionState:
-    state = initial_state()
-    for event in events:
-        state = evolve(state, event.payload())
-    return state
-
-
-def _subject(execution_id: UUID, command: Command, state: ExecutionState) -> str:
-    if isinstance(command, Submit):
-        return execution_subject(command.category, command.tool, execution_id)
-    return execution_subject(state.category, state.tool, execution_id)
+    def _envelopes(
+        self,
+        execution_id: UUID,
+        first: Command,
+        state: ExecutionState,
+        payloads: list[EventPayload],
+        trace: Trace,
+    ) -> list[NewEvent]:
+        if isinstance(first, Submit):
+            subject = execution_subject(first.category, first.tool, execution_id)
+        else:
+            subject = execution_subject(state.category, state.tool, execution_id)
+        metadata = {
+            "correlationid": trace.correlation_id or str(execution_id),
+            "traceparent": trace.traceparent or new_traceparent(),
+        }
+        if trace.causation_id:
+            metadata["causationid"] = trace.causation_id
+        now = self.clock()
+        return [
+            new_event(
+                p,
+                subject=subject,
+                source=self.source,
+                metadata=metadata,
+                time=now,
+                event_id=uuid4(),
+            )
+            for p in payloads
+        ]

@@ -17,6 +17,7 @@ from uuid import UUID
 
 from events.catalog import BlobRef
 from events.following import Backoff
+from services.blobs.store import BlobStore
 from services.executions.commands import Expire, Retry, TimeOut
 from services.executions.decider import DomainError, ExecutionState, decide
 from services.executions.service import ExecutionService, Trace
@@ -80,7 +81,7 @@ def sweep_retries(
     """
     report = SweepReport()
     for execution_id, failed_at in candidates:
-        state, _ = service.load(execution_id)
+        state = service.load(execution_id).state
         wait = timedelta(seconds=backoff.delay(state.attempt))
         if state.error is None or failed_at + wait > now:
             report.skipped += 1
@@ -113,7 +114,7 @@ def sweep_retention(
     """Expire finished executions (id, finished_at) past their retention, removing their blobs."""
     report = SweepReport()
     for execution_id, finished_at in candidates:
-        state, _ = service.load(execution_id)
+        state = service.load(execution_id).state
         try:
             decide(Expire(), state)  # check first: only a finished execution loses its files
         except DomainError:
@@ -135,3 +136,20 @@ def sweep_retention(
         log.info("execution %s expired; %d blobs removed", execution_id, len(removed))
         report.expired.append(execution_id)
     return report
+
+
+def remove_execution_blobs(store: BlobStore) -> Callable[[ExecutionState], list[BlobRef]]:
+    """The ``remove_blobs`` callback of ``sweep_retention``: deletes the upload and the output.
+
+    It returns every ref of the execution, deleted now or gone already: an earlier sweep may have
+    removed the files and died before recording ``Expired``, and the event (recorded once per
+    execution) should still say which files went.
+    """
+
+    def remove(state: ExecutionState) -> list[BlobRef]:
+        refs = [ref for ref in (state.upload, state.output) if ref is not None]
+        for ref in refs:
+            store.delete(ref.container, ref.name)
+        return refs
+
+    return remove

@@ -30,17 +30,14 @@ from uuid import UUID
 
 from events.catalog import Completed, Processing
 from events.envelope import execution_stream
-from handlers import wiring
-from handlers.deadletters import DeadLetterStore
-from handlers.function_app import app
+from handlers.bootstrap import bootstrap
+from handlers.function_app import create
 from handlers.host import LocalFunctionsHost
-from handlers.wiring import Dependencies
+from handlers.settings import given
 from services.blobs.local import LocalBlobStore
-from services.executions.decider import TERMINAL, Status
-from services.executions.service import ExecutionService, fold_recorded
+from services.executions.decider import TERMINAL, Status, execution
 from services.tools.base import BaseTool, OutputKind, ToolContext
 from services.tools.registry import ToolRegistry
-from services.tools.submissions import submit
 from tests.bench import celery_baseline, upload_memory
 from tests.bench.places import PostgresSchemas
 
@@ -192,22 +189,15 @@ class Pipeline:
         self.blobs = LocalBlobStore(root / name, signing_key=b"k")
         self.blobs.setup()
         self.registry = ToolRegistry([BenchNoop()])
-        wiring.configure(
-            Dependencies(
-                store=self.store,
-                blobs=self.blobs,
-                registry=self.registry,
-                database_url=db_url,
-                progress_interval=0.25,
-            )
-        )
-        self.service = ExecutionService(self.store)
+        settings = given({"DATABASE_URL": db_url, **TIMERS_OFF})
+        self.parts = bootstrap(settings, store=self.store, blobs=self.blobs, registry=self.registry)
+        self.service = self.parts.service
         self.workers = workers
         self.seen_position = 0  # the last Completed waited for: the feed is followed from here
         self.host = LocalFunctionsHost(
-            app,
+            create(lambda: self.parts),
             self.store,
-            DeadLetterStore(db_url),
+            self.parts.deadletters(),
             settings=TIMERS_OFF,
             workers=workers,
             timers=False,
@@ -222,11 +212,11 @@ class Pipeline:
         try:
             self.host.stop()
         finally:
-            wiring.configure(None)
+            self.parts.close()
             self.store.close()
 
     def submit(self) -> UUID:
-        return submit(self.service, self.registry, self.blobs, tool="bench-noop", owner="bench")
+        return self.parts.executions.submit("bench", "bench-noop").execution.id
 
     def wait_completed(self, execution_id: UUID, timeout: float = 30.0) -> None:
         """Until the stream holds Completed: woken by each new event, never a fixed sleep.
@@ -238,7 +228,7 @@ class Pipeline:
         deadline = time.monotonic() + timeout
         while True:
             events = self.service.history(execution_id)
-            status = fold_recorded(events).status
+            status = execution.fold(e.payload() for e in events).status
             if status is Status.COMPLETED:
                 self.seen_position = max(self.seen_position, events[-1].position)
                 return

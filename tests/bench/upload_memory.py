@@ -133,9 +133,9 @@ def _chunks(head: bytes, total: int) -> Iterator[bytes]:
 def _measure(size_mb: int, directory: Path) -> MemoryFigures:
     from events.opening import open_store
     from services.blobs.local import LocalBlobStore
+    from services.executions.actions import ExecutionActions, Upload
     from services.executions.service import ExecutionService
     from services.tools.registry import ToolRegistry, discover
-    from services.tools.submissions import Upload, submit
 
     head = _tiny_mp4(directory)
     registry = discover()
@@ -154,14 +154,8 @@ def _measure(size_mb: int, directory: Path) -> MemoryFigures:
     before = _status_kib("VmRSS") if _reset_peak() else None
     tracemalloc.start()
     started = time.perf_counter()
-    submit(
-        service,
-        registry,
-        blobs,
-        tool=tool,
-        owner="bench",
-        upload=Upload("big.mp4", _chunks(head, total), total),
-    )
+    actions = ExecutionActions(service, registry, blobs, lambda: None)  # type: ignore[arg-type,return-value]
+    actions.submit("bench", tool, upload=Upload("big.mp4", _chunks(head, total), total))
     seconds = time.perf_counter() - started
     traced_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()

@@ -146,7 +146,8 @@ def measure_webhooks(
                 dispatcher.run_once()
                 done = time.perf_counter()
                 counts = _counts(url)
-                in_flight = min(dispatcher.max_in_flight, dispatcher.per_endpoint * plan.endpoints)
+                options = dispatcher.options
+                in_flight = min(options.max_in_flight, options.per_endpoint * plan.endpoints)
                 progress("webhooks: httpx alone, the same requests")
                 # On uvloop, as the dispatcher runs.
                 with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

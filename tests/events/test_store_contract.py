@@ -49,6 +49,22 @@ def test_new_stream_gets_versions_from_zero_and_reads_back_exactly(store: EventS
     assert positions == sorted(positions) and len(set(positions)) == 4
 
 
+def test_an_append_returns_its_events_exactly_as_the_stream_reads_them(
+    store: EventStore,
+) -> None:
+    """A writer knows its stream after appending without reading it back."""
+    stream, events = execution_events()
+    first = store.append(stream, events[:1], NO_STREAM)
+    rest = store.append(stream, events[1:], 0)
+
+    assert first.recorded + rest.recorded == tuple(store.read_stream(stream))
+    assert [e.position for e in rest.recorded] == list(
+        range(rest.first_position, rest.last_position + 1)
+    )
+    assert store.verify(stream).ok
+    assert store.append(stream, events[1:], 0).recorded == ()  # a repeat: nothing new written
+
+
 def test_one_event_at_a_time_with_exact_expected_versions(store: EventStore) -> None:
     stream, events = execution_events()
     for version, event in enumerate(events):

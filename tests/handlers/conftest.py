@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from uuid import UUID
 
@@ -17,17 +16,14 @@ import pytest
 from events.following import Backoff
 from events.opening import open_store
 from events.store import EventStore
-from handlers import wiring
-from handlers.deadletters import DeadLetterStore
-from handlers.function_app import app
+from handlers.bootstrap import bootstrap
+from handlers.function_app import create
 from handlers.host import LocalFunctionsHost, RetryPolicy
-from handlers.wiring import Dependencies
-from projections.projector import Projector
+from handlers.settings import given
 from services.blobs.local import LocalBlobStore
+from services.executions.actions import Upload
 from services.executions.decider import ExecutionState, Status
-from services.executions.service import ExecutionService
 from services.tools.registry import ToolRegistry, discover
-from services.tools.submissions import Upload, submit
 from tests.handlers.tools import TEST_TOOLS
 
 FAST_SETTINGS = {
@@ -35,6 +31,7 @@ FAST_SETTINGS = {
     "RETENTION_SCHEDULE": "0 0 0 * * *",
     "RELAY_SCHEDULE": "0 0 0 * * *",
     "WEBHOOKS_SCHEDULE": "0 0 0 * * *",
+    "RETRY_BACKOFF_SECONDS": "0.2",
 }
 FAST_RETRY = RetryPolicy(max_attempts=3, backoff=Backoff(first=0.01, factor=2.0, cap=0.1))
 
@@ -56,29 +53,29 @@ class Toolbox:
         self.blobs = LocalBlobStore(root / "blobs", signing_key=b"test-key")
         self.blobs.setup()
         self.registry = registry_with_test_tools()
-        self.deps = Dependencies(
+        settings = given({**FAST_SETTINGS, "DATABASE_URL": db_url, "EVENTSTORE_URL": store_url})
+        self.parts = bootstrap(
+            settings,
             store=self.store,
             blobs=self.blobs,
             registry=self.registry,
-            database_url=db_url,
             progress_interval=0.0,
-            retry_backoff=timedelta(milliseconds=200),
         )
-        wiring.configure(self.deps)
-        self.service = ExecutionService(self.store)
-        self.projector = Projector(self.store, db_url)
+        self.app = create(lambda: self.parts)  # the real functions, over these parts
+        self.service = self.parts.service
+        self.projector = self.parts.projector()
         self.projector.setup()
-        self.deadletters = DeadLetterStore(db_url)
+        self.deadletters = self.parts.deadletters()
         self.workers = workers
         self.host = self.new_host()
         self._projector: tuple | None = None
 
     def new_host(self, *, timers: bool = True) -> LocalFunctionsHost:
         return LocalFunctionsHost(
-            app,
+            self.app,
             self.store,
             self.deadletters,
-            settings=FAST_SETTINGS,
+            settings=self.parts.settings.schedules,
             retry=FAST_RETRY,
             workers=self.workers,
             timers=timers,
@@ -104,7 +101,7 @@ class Toolbox:
             stop.set()
             thread.join(10)
         self.projector.close()
-        wiring.configure(None)
+        self.parts.close()
         self.store.close()
 
     def submit(
@@ -114,22 +111,16 @@ class Toolbox:
         if file is not None:
             name, content = file
             upload = Upload(name, [content], len(content))
-        return submit(
-            self.service,
-            self.registry,
-            self.blobs,
-            tool=tool,
-            owner="tester",
-            params=params,
-            upload=upload,
-        )
+        # As the API would for an async tool; a sync tool is left for the host (no request).
+        submission = self.parts.executions.submit("tester", tool, params, upload, run_sync=False)
+        return submission.execution.id
 
     def wait_for(
         self, execution_id: UUID, statuses: set[Status], timeout: float = 30.0
     ) -> ExecutionState:
         deadline = time.monotonic() + timeout
         while True:
-            state, _ = self.service.load(execution_id)
+            state = self.service.load(execution_id).state
             if state.status in statuses:
                 return state
             if time.monotonic() > deadline:

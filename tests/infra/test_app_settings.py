@@ -1,10 +1,11 @@
 """The settings the code reads and the settings infra/ gives it in Azure must agree.
 
-The code's reads are found in its source (``tests.infra.env_reads``); the Bicep's settings are
-the Function app's ``appSettings`` and the Container App's ``env``. Three ways to drift, each a
-test: Azure sets something the app never reads (a typo, a leftover), Azure lacks something the
-app needs there, or the code reads a new setting nobody decided about for Azure. The last is
-how a new setting reaches this file: set it in infra/ or list it below, with the reason.
+The code reads its settings through one class (``handlers.settings.Settings``), and nothing else
+reads the environment (checked on its source, ``tests.infra.env_reads``); the Bicep's settings
+are the Function app's ``appSettings`` and the Container App's ``env``. Three ways to drift, each
+a test: Azure sets something the app never reads (a typo, a leftover), Azure lacks something the
+app needs there, or the code reads a new setting nobody decided about for Azure. The last is how
+a new setting reaches this file: set it in infra/ or list it below, with the reason.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ import pytest
 
 from handlers.bindings import read_bindings
 from handlers.function_app import app as function_app
+from handlers.settings import Settings
 from tests.infra.bicep import BicepFile, Span, infra_files, resources_of
-from tests.infra.env_reads import Read, binding_settings, reads_in, reads_under
+from tests.infra.env_reads import Read, reads_in, reads_under
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
-FUNCTION_APP = ROOT / "handlers" / "function_app.py"
 
 # The code each app runs: the Functions package holds these (handlers/deployment/README.md);
 # the web image holds everything.
@@ -117,19 +118,21 @@ WEB_SWITCHES = {
 
 
 @cache
-def code_reads(app: str) -> tuple[Read, ...]:
+def environment_reads(app: str) -> tuple[Read, ...]:
+    """Reads of the environment in the app's code, found in its source: there should be none."""
     return tuple(reads_under(ROOT, CODE[app]))
 
 
 @cache
 def bindings() -> frozenset[str]:
-    return frozenset(binding_settings(FUNCTION_APP.read_text()))
+    """The app settings the Functions' bindings name (``%NAME%``)."""
+    _, timers = read_bindings(function_app)
+    return frozenset(t.schedule.strip("%") for t in timers if t.schedule.startswith("%"))
 
 
-@cache
 def read_by(app: str) -> frozenset[str]:
-    names = {r.name for r in code_reads(app) if r.name}
-    return frozenset(names | bindings())  # the web runs the timers too, locally
+    """Both apps read the one Settings class (the web runs the timers too, locally)."""
+    return frozenset(Settings.model_fields)
 
 
 # -- what the Bicep sets -------------------------------------------------------------------------
@@ -207,18 +210,16 @@ def computed(name):
     assert [(r.name, r.function) for r in reads if r.name is None] == [(None, "computed")]
 
 
-def test_every_read_of_the_environment_names_its_setting() -> None:
-    computed = [str(r) for r in code_reads("web") if r.name is None]
-    assert not computed, (
-        "these reads compute the setting's name, so nobody can check it against infra/; read a "
-        "literal name (or add the helper to env_reads.ENV_HELPERS): " + "; ".join(computed)
+def test_only_the_settings_class_reads_the_environment() -> None:
+    reads = [str(r) for r in environment_reads("web")]
+    assert not reads, (
+        "read settings through handlers.settings.Settings (a typed field, in the README's "
+        "table), not from the environment: " + "; ".join(reads)
     )
 
 
-def test_the_scan_sees_every_binding_setting_of_the_function_app() -> None:
-    _, timers = read_bindings(function_app)
-    schedules = {t.schedule.strip("%") for t in timers if t.schedule.startswith("%")}
-    assert schedules and schedules <= bindings()
+def test_every_binding_setting_of_the_function_app_is_a_setting() -> None:
+    assert bindings() and bindings() <= set(Settings.model_fields)
 
 
 # -- the drift checks ----------------------------------------------------------------------------

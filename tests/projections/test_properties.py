@@ -33,8 +33,8 @@ from services.executions.commands import (
     Start,
     TimeOut,
 )
-from services.executions.decider import DomainError, Status
-from services.executions.service import ExecutionService, fold_recorded
+from services.executions.decider import DomainError, Status, execution
+from services.executions.service import ExecutionService
 from tests.events.factories import blob
 from tests.projections.support import LATER, catch_up, snapshot, submit
 
@@ -82,7 +82,7 @@ def play(service: ExecutionService, data: st.DataObject) -> list[UUID]:
     ]
     for _ in range(data.draw(st.integers(3, 30))):
         execution_id = data.draw(st.sampled_from(ids))
-        state, _version = service.load(execution_id)
+        state = service.load(execution_id).state
         likely = data.draw(st.integers(0, 9)) > 0
         command = data.draw(LIKELY[state.status] if likely else any_command)
         with contextlib.suppress(DomainError):
@@ -109,7 +109,9 @@ def test_status_rows_agree_with_the_decider(
     ids = play(service, data)
     catch_up(projector)
     for execution_id in ids:
-        state = fold_recorded(store.read_stream(execution_stream(execution_id)))
+        state = execution.fold(
+            e.payload() for e in store.read_stream(execution_stream(execution_id))
+        )
         row = status.get(db, str(execution_id))
         assert row is not None
         assert row.status == state.status.value

@@ -32,8 +32,8 @@ from services.executions.commands import (
     Submit,
     TimeOut,
 )
-from services.executions.decider import DomainError, Status
-from services.executions.service import ExecutionService, fold_recorded
+from services.executions.decider import DomainError, Status, execution
+from services.executions.service import ExecutionService
 from tests.conftest import PG_URL, require_postgres
 from tests.events.factories import blob
 from tests.projections.support import wait_readable
@@ -112,18 +112,18 @@ class ExecutionsMachine(RuleBasedStateMachine):
 
     @rule(execution=executions, command=COMMANDS)
     def command(self, execution: uuid.UUID, command) -> None:
-        before = self.service.load(execution)[1]
+        before = self.service.load(execution).version
         try:
             self.service.handle(execution, command)
         except DomainError:
-            assert self.service.load(execution)[1] == before  # a refusal writes nothing
+            assert self.service.load(execution).version == before  # a refusal writes nothing
         else:
             self.accepted += 1
 
     @rule(execution=executions, choice=st.integers(0, 3))
     def advance(self, execution: uuid.UUID, choice: int) -> None:
         """A command that is legal now, so histories get far (retries, expiry) in few steps."""
-        state, _ = self.service.load(execution)
+        state = self.service.load(execution).state
         options = NEXT[state.status]
         if state.status is Status.SUBMITTED and state.input is not None:
             options = [RecordUpload(blob=blob()), Cancel()]
@@ -139,7 +139,7 @@ class ExecutionsMachine(RuleBasedStateMachine):
             events = self.store.read_stream(stream)
             assert [e.version for e in events] == list(range(len(events)))
             assert self.store.verify(stream).ok
-            state = fold_recorded(events)
+            state = execution.fold(e.payload() for e in events)
             with self.projector._lock:
                 row = status.get(self.projector.db, str(state.execution_id))
             assert row is not None, stream

@@ -53,12 +53,15 @@ from services.executions.decider import (
     NotRetryable,
     NotTimedOut,
     Status,
+    actions,
     decide,
     evolve,
-    fold,
+    execution,
     initial_state,
 )
 from tests.events.factories import blob
+
+fold = execution.fold  # the decider as one value folds its own events
 
 EID = uuid.UUID("0b6f3c1e-8d1a-4a53-9a57-2f1f0e8f0c11")
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -609,3 +612,52 @@ def test_values_that_make_no_valid_event_are_a_domain_error_not_a_crash(command:
     err = given(*RUNNING).when(command).then_raises(InvalidCommand)
     assert err.code == "invalid_command"
     assert str(err).startswith(f"{type(command).__name__}:")
+
+
+# -- what the read side is told ------------------------------------------------------------------
+
+# The owner's actions and the command each one sends (an owner's retry: one attempt more).
+OWNER_COMMANDS = {"cancel": "Cancel", "retry": "Retry", "delete": "Expire"}
+
+
+@pytest.mark.parametrize("state", [s for s in STATES if s != "new"])
+def test_the_actions_shown_are_the_commands_the_decider_accepts(state: str) -> None:
+    """The read side asks ``actions`` instead of restating the rules: they must agree."""
+    current = fold(STATES[state])
+    shown = actions(current.status, has_output=current.output is not None)
+    for action, command in OWNER_COMMANDS.items():
+        if action == "retry":
+            attempt = Retry(max_attempts=current.attempt + 1, by_owner=True)
+            accepted = _accepts(attempt, current)
+        else:
+            accepted = _accepts(COMMANDS[command], current)
+        assert (action in shown) == accepted, (state, action)
+    assert ("download" in shown) == (current.status is Status.COMPLETED and bool(current.output))
+    assert ("replay" in shown) == (current.status is not Status.EXPIRED)
+
+
+def test_replay_needs_the_input_still_to_come_or_there() -> None:
+    assert "replay" not in actions(Status.SUBMITTED, awaiting_input=True)
+    assert "replay" in actions(Status.SUBMITTED)
+
+
+def _accepts(command: Command, state: ExecutionState) -> bool:
+    try:
+        decide(command, state)
+    except DomainError:
+        return False
+    return True
+
+
+def test_the_decider_is_one_value_and_ends_where_a_run_ends() -> None:
+    assert execution.initial_state() == initial_state()
+    assert execution.fold(RUNNING) == fold(RUNNING)
+    ends = {s for s, history in STATES.items() if execution.is_terminal(fold(history))}
+    assert ends == {
+        "completed",
+        "failed, retryable",
+        "failed, final",
+        "failed, out of attempts",
+        "cancelled",
+        "expired",
+    }

@@ -108,7 +108,7 @@ def test_a_run_is_written_in_order_with_subject_and_trace(store: EventStore) -> 
     assert [e.metadata.get("causationid") for e in history] == [None, None, "req-42", None]
 
     final = outcomes[-1].state
-    assert final == service.load(eid)[0]
+    assert final == service.load(eid).state
     assert (final.status, final.output, final.percent) == (Status.COMPLETED, output, 100.0)
 
 
@@ -192,8 +192,8 @@ def test_state_at_a_version(store: EventStore) -> None:
     assert service.state_at(eid, version=1).status is Status.PROCESSING
     at_progress = service.state_at(eid, version=2)
     assert (at_progress.status, at_progress.percent) == (Status.PROCESSING, 30)
-    assert service.state_at(eid, version=3) == service.load(eid)[0]
-    assert service.state_at(eid) == service.load(eid)[0]
+    assert service.state_at(eid, version=3) == service.load(eid).state
+    assert service.state_at(eid) == service.load(eid).state
 
 
 def test_state_at_a_moment(store: EventStore) -> None:

@@ -63,7 +63,7 @@ def race(store: EventStore, workers: int) -> None:
         assert processing[0].worker_id == winner
         assert processing[0].attempt == 1
         assert [e.version for e in history] == [0, 1]
-        assert service.load(eid)[0].status is Status.PROCESSING
+        assert service.load(eid).state.status is Status.PROCESSING
 
 
 def test_eight_workers_race_to_start_on_postgres(pg_store_url: str) -> None:

@@ -35,7 +35,7 @@ def test_an_attempt_past_its_deadline_fails_with_timeout_and_can_then_complete(
     report = sweep_timeouts(service, [eid], now=T0 + timedelta(minutes=6))
 
     assert report.timed_out == [eid]
-    state, _ = service.load(eid)
+    state = service.load(eid).state
     assert state.status is Status.FAILED
     assert (state.error.code, state.error.retryable) == ("timeout", True)
     # The worker that was killed never comes back; a retry runs it to the end.
@@ -52,7 +52,7 @@ def test_an_attempt_within_its_deadline_is_left_alone(store: EventStore) -> None
     eid = started(service, timeout=timedelta(minutes=30))
     report = sweep_timeouts(service, [eid], now=T0 + timedelta(minutes=29))
     assert report.timed_out == [] and report.skipped == 1
-    assert service.load(eid)[0].status is Status.PROCESSING
+    assert service.load(eid).state.status is Status.PROCESSING
 
 
 def test_finished_or_unknown_candidates_are_skipped(store: EventStore) -> None:
@@ -61,7 +61,7 @@ def test_finished_or_unknown_candidates_are_skipped(store: EventStore) -> None:
     service.handle(done, Complete(duration_ms=5, result="ok"))
     report = sweep_timeouts(service, [done, uuid.uuid4()], now=T0 + timedelta(days=1))
     assert report.timed_out == [] and report.skipped == 2
-    assert service.load(done)[0].status is Status.COMPLETED
+    assert service.load(done).state.status is Status.COMPLETED
 
 
 def test_two_sweepers_at_once_time_an_attempt_out_once(store: EventStore) -> None:
@@ -107,11 +107,11 @@ def test_finished_executions_expire_after_their_retention_and_lose_their_files(
 
     assert report.expired == [old] and report.skipped == 2
     assert removed_for == [old]
-    state, _ = service.load(old)
+    state = service.load(old).state
     assert state.status is Status.EXPIRED and state.ended_as is Status.COMPLETED
     assert state.blobs_removed == (output,)
-    assert service.load(recent)[0].status is Status.COMPLETED
-    assert service.load(running)[0].status is Status.PROCESSING
+    assert service.load(recent).state.status is Status.COMPLETED
+    assert service.load(running).state.status is Status.PROCESSING
     # Expired is final: a second sweep finds nothing to do.
     assert sweep_retention(service, candidates, now, remove_blobs=remove).expired == []
 
@@ -128,8 +128,9 @@ def test_retry_after_timeout_respects_the_attempt_limit(store: EventStore) -> No
             service.handle(eid, Start(f"worker-{attempt + 1}", now, timedelta(minutes=5)))
     retried = [e for e in service.history(eid) if e.type == Retried.event_type()]
     assert len(retried) == 2
-    state, version = service.load(eid)
+    loaded = service.load(eid)
+    state, version = loaded.state, loaded.version
     assert state.status is Status.FAILED and state.attempt == 3
     with pytest.raises(AttemptsExhausted):
         service.handle(eid, Retry(max_attempts=3))
-    assert service.load(eid)[1] == version  # nothing appended
+    assert service.load(eid).version == version  # nothing appended

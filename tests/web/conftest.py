@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from tests.conftest import PG_URL
-from tests.web.deployment import deployment  # noqa: F401 - the fixture, for every web test
+from tests.web.deployment import configure, deployment  # noqa: F401 - fixtures for every web test
 
 
 def _tamper_postgres(schema: str, position: int) -> None:

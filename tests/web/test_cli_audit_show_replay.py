@@ -11,9 +11,9 @@ from PIL import Image
 
 from events.store import EventStore
 from services.blobs.local import LocalBlobStore
+from services.executions.actions import ExecutionActions, Upload
 from services.executions.decider import Status
 from services.executions.service import ExecutionService
-from services.tools import submissions
 from services.tools.registry import discover
 from tests.web.support import run_cli, submit
 
@@ -67,7 +67,7 @@ def test_replay_of_a_sync_tool_runs_a_linked_execution_with_the_same_params(
     assert replayed.returncode == 0, replayed.stderr
     assert "ran json-format: completed" in replayed.stdout
     new_id = UUID(replayed.stdout.splitlines()[-1])
-    state, _ = ExecutionService(store).load(new_id)
+    state = ExecutionService(store).load(new_id).state
     assert state.status is Status.COMPLETED
     assert (state.tool, state.owner, state.replay_of) == ("json-format", "1", original)
     assert state.result is not None and json.loads(state.result) == {"b": 1, "a": [2]}
@@ -84,22 +84,16 @@ def test_replay_copies_the_input_and_refuses_once_it_expired(
     image = io.BytesIO()
     Image.new("RGB", (8, 4), "red").save(image, "PNG")
     service = ExecutionService(store)
-    original = submissions.submit(
-        service,
-        discover(),
-        blobs,
-        tool="image-rotate",
-        owner="7",
-        params={"angle": 90},
-        upload=submissions.Upload("photo.png", [image.getvalue()]),
-    )
+    actions = ExecutionActions(service, discover(), blobs, lambda: None)  # type: ignore[arg-type,return-value]
+    upload = Upload("photo.png", [image.getvalue()])
+    original = actions.submit("7", "image-rotate", {"angle": 90}, upload).execution.id
     env = {"BLOB_STORAGE": str(tmp_path / "blobs")}
 
     replayed = run_cli("replay", str(original), "--store", store_url, **env)
 
     assert replayed.returncode == 0, replayed.stderr
     new_id = UUID(replayed.stdout.splitlines()[-1])
-    first, again = service.load(original)[0], service.load(new_id)[0]
+    first, again = service.load(original).state, service.load(new_id).state
     assert again.status is Status.UPLOADED  # an async tool: the Functions host takes it
     assert again.upload is not None and first.upload is not None
     assert again.upload.name == f"{new_id}/photo.png" != first.upload.name

@@ -18,10 +18,10 @@ from events.opening import open_store
 from events.store import EventStore
 from handlers.deadletters import DeadLetterStore
 from services.blobs.local import LocalBlobStore
+from services.executions.actions import ExecutionActions, Upload
 from services.executions.decider import TERMINAL, ExecutionState, Status
 from services.executions.service import ExecutionService
 from services.tools.registry import discover
-from services.tools.submissions import Upload, submit
 from tests.web.support import ROOT, cli_command, cli_env, free_port, run_cli, wait_healthy
 
 pytestmark = pytest.mark.timeout(120)
@@ -48,20 +48,14 @@ class Deployment:
     def rotate(self, width: int = 6, height: int = 4) -> UUID:
         image = io.BytesIO()
         Image.new("RGB", (width, height), "blue").save(image, "PNG")
-        return submit(
-            self.service,
-            discover(),
-            self.blobs,
-            tool="image-rotate",
-            owner="7",
-            params={"angle": 90},
-            upload=Upload("p.png", [image.getvalue()]),
-        )
+        actions = ExecutionActions(self.service, discover(), self.blobs, lambda: None)  # type: ignore[arg-type,return-value]
+        upload = Upload("p.png", [image.getvalue()])
+        return actions.submit("7", "image-rotate", {"angle": 90}, upload).execution.id
 
     def wait(self, execution_id: UUID, timeout: float = 60) -> ExecutionState:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            state, _ = self.service.load(execution_id)
+            state = self.service.load(execution_id).state
             if state.status in TERMINAL:
                 return state
             time.sleep(0.05)
@@ -139,7 +133,7 @@ def test_dead_letters_are_listed_and_redriven(deployment: Deployment) -> None:
     redriven = run_cli("functions", "redrive", "--all", **deployment.env)
     assert redriven.returncode == 0, redriven.stderr
     assert f"redriven  {letter_id}" in redriven.stdout
-    assert deployment.service.load(execution_id)[0].status is Status.COMPLETED
+    assert deployment.service.load(execution_id).state.status is Status.COMPLETED
     assert "0 dead letter(s)" in run_cli("functions", "deadletters", **deployment.env).stdout
 
     unknown = run_cli("functions", "redrive", "no-such-letter", **deployment.env)

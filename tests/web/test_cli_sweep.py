@@ -50,14 +50,14 @@ def test_sweep_times_out_stuck_attempts_and_expires_old_results(
     assert "timed out 1 of 1 processing; retried 0 of 0 failed;" in swept.stdout
     assert "expired 1 of 2 finished" in swept.stdout
     assert f"timeout  {stuck}" in swept.stdout and f"expired  {done}" in swept.stdout
-    state, _ = service.load(stuck)
+    state = service.load(stuck).state
     assert (state.status, state.error.code, state.error.retryable) == (
         Status.FAILED,
         "timeout",
         True,
     )
-    expired, _ = service.load(done)
+    expired = service.load(done).state
     assert expired.status is Status.EXPIRED
     assert expired.blobs_removed == (output,)
     assert not blobs.exists("processed", "done/result.pdf")
-    assert service.load(fresh)[0].status is Status.COMPLETED  # 30 days have not passed
+    assert service.load(fresh).state.status is Status.COMPLETED  # 30 days have not passed

@@ -14,28 +14,21 @@ import pytest
 from django.contrib.auth.models import AnonymousUser, User
 
 from projections.projector import Projector
-from services.tools.runner import ToolRunner
-from services.tools.submissions import submit
 from tests.web.deployment import Deployment
 from tests.web.support import embedded_env, run_cli
 from tests.web.test_run_command import Server, sign_in
-from web import bootstrap, live
+from web import live
+from web.parts import parts
 
 
 def run(owner: User, text: str = "hi") -> str:
     """A base64-encode execution of ``owner``'s, run to completion as its request would."""
-    service = bootstrap.execution_service()
-    execution_id = submit(
-        service,
-        bootstrap.tool_registry(),
-        bootstrap.blob_store(),
-        tool="base64-encode",
-        owner=str(owner.pk),
-        params={"text": text},
+    # Submitted and run in two steps, as a request and a Functions host would.
+    submission = parts().executions.submit(
+        str(owner.pk), "base64-encode", {"text": text}, run_sync=False
     )
-    ToolRunner(service, bootstrap.blob_store(), bootstrap.tool_registry(), worker_id="t").run(
-        execution_id
-    )
+    execution_id = submission.execution.id
+    parts().runner().run(execution_id)
     return str(execution_id)
 
 
@@ -94,9 +87,7 @@ def test_each_change_is_sent_to_its_owner_and_its_execution_only(
 
 
 def project(deployment: Deployment) -> None:
-    projector = Projector(
-        deployment.store, bootstrap.settings.DATABASE_URL, on_applied=live.publish
-    )
+    projector = Projector(deployment.store, parts().read_models_url, on_applied=live.publish)
     try:
         while projector.run_once():
             pass

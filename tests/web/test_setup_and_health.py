@@ -7,8 +7,10 @@ from collections.abc import Iterator
 import pytest
 
 from events.store import EventStore
+from handlers.bootstrap import bootstrap
+from handlers.settings import Settings
 from tests.web.support import run_cli, submit
-from web import bootstrap
+from web.parts import serving
 
 
 def test_migrate_installs_the_event_store_schema(tmp_path) -> None:
@@ -38,11 +40,10 @@ def test_migrate_installs_the_schema_in_postgres(pg_store_url: str) -> None:
 
 
 @pytest.fixture
-def configured_store(settings, store: EventStore, store_url: str) -> Iterator[EventStore]:
-    settings.EVENTSTORE_URL = store_url
-    bootstrap.reset()
-    yield store
-    bootstrap.reset()
+def configured_store(store: EventStore, store_url: str) -> Iterator[EventStore]:
+    configured = Settings.from_env().but(EVENTSTORE_URL=store_url)
+    with serving(bootstrap(configured, store=store)):
+        yield store
 
 
 def test_healthz_reports_the_head_position(client, configured_store: EventStore) -> None:
@@ -63,7 +64,7 @@ def test_healthz_answers_get_only(client, configured_store: EventStore) -> None:
 def test_outside_the_local_deployment_a_secret_key_is_required() -> None:
     refused = run_cli("check", MAGICTOOLBOX_DEPLOYMENT="production", SECRET_KEY="")
     assert refused.returncode != 0
-    assert "SECRET_KEY must be set outside the local deployment" in refused.stderr
+    assert refused.stderr.strip() == "SECRET_KEY: required outside the local deployment"
 
 
 def test_locally_the_secret_key_is_made_once_and_kept() -> None:

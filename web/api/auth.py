@@ -1,9 +1,9 @@
 """API authentication: DRF's token (``Authorization: Token <key>``), its Bearer spelling, and the
 browser's session (with CSRF) for the UI's own calls.
 
-A token's user is remembered for ``TOKEN_CACHE_SECONDS`` (30 s): looking it up through the ORM
-was nearly half the CPU of a status read. Revoking a token or changing a user in this process
-forgets what was remembered at once; another process notices within the TTL.
+A token's user is remembered for ``TOKEN_CACHE_SECONDS`` (30 s), so a status poll does not pay for
+an ORM lookup each time. Revoking a token or changing a user in this process forgets what was
+remembered at once; another process notices within the TTL.
 """
 
 from __future__ import annotations

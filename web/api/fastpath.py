@@ -1,14 +1,10 @@
 """The API's hottest read, answered before Django: ``GET /api/v1/executions/<id>/`` with a token.
 
-Clients poll an execution's status; through Django and DRF one poll costs about 2.5 ms of CPU,
-of which the answer itself (one indexed row, turned into JSON) is a tenth. This ASGI layer
-answers that one request when it can do so exactly as the API view would: a token this process
-authenticated in the last 30 s (``web.api.auth``), the user's rate limit counted the same way
-(``web.api.throttling``), and a status row in the projection owned by that user, shown by the
-same ``executions.represent``. Everything else — an unknown token, a throttled user, a row the
-projector has not written yet, another user's execution, any other header or query — goes on to
-Django untouched, which answers it (and remembers the token for next time). A test compares the
-two answers header by header.
+Clients poll an execution's status, and Django and DRF spend far more on it than the answer
+itself. This ASGI layer answers that one request only when it can answer exactly as the view
+would: a token this process authenticated lately (``web.api.auth``), the user's rate limit counted
+the same way, a status row of that user's, shown by the same ``executions.represent``.
+Everything else goes on to Django untouched. A test compares the two answers header by header.
 """
 
 from __future__ import annotations
@@ -21,10 +17,10 @@ from typing import Any
 import orjson
 
 from projections import status as status_model
-from web import bootstrap
 from web.api.auth import remembered_user
 from web.api.throttling import user_allowed
-from web.core.executions import owner_of, represent
+from web.executions import owner_of, represent
+from web.parts import parts
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +70,7 @@ def answer(scope: Scope) -> bytes | None:
     user = remembered_user(key) if key else None
     if user is None:
         return None
-    row = status_model.get(bootstrap.read_models(), match.group(1))
+    row = status_model.get(parts().read_models(), match.group(1))
     if row is None or row.owner != owner_of(user):
         return None
     if not user_allowed(user):

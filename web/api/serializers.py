@@ -7,7 +7,7 @@ from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
 from services.problems import CONTENT_TYPE
-from web.core.executions import STATUSES
+from web.executions import STATUSES
 
 ACTIONS = ("cancel", "retry", "replay", "delete", "download")
 

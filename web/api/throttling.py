@@ -1,5 +1,5 @@
-"""Rate limits per user (or per address when anonymous), read from ``settings.API_THROTTLE_RATES``
-at request time so a deployment, a test or a benchmark can change them without a restart.
+"""Rate limits per user (or per address when anonymous), from the settings' ``API_THROTTLE_*``,
+read at request time from the parts the process serves with.
 
 DRF's ``SimpleRateThrottle`` keeps a list of every request's time in the cache and reads and
 writes the whole list (pickled) on each request: at 1200/min that is a 1200-item list per call.
@@ -12,9 +12,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from django.conf import settings
 from django.core.cache import cache as default_cache
 from rest_framework import throttling
+
+from web.parts import parts
 
 
 def count(cache: Any, key: str, duration: int, now: float) -> tuple[int, float]:
@@ -33,7 +34,7 @@ def count(cache: Any, key: str, duration: int, now: float) -> tuple[int, float]:
 
 def user_allowed(user: Any) -> bool:
     """Would ``UserThrottle`` let this user's request through? Counts it, as the throttle does."""
-    rate = settings.API_THROTTLE_RATES.get(UserThrottle.scope)
+    rate = parts().settings.throttle_rates.get(UserThrottle.scope)
     if rate is None:
         return True
     limit, duration = throttling.SimpleRateThrottle.parse_rate(None, rate)  # type: ignore[arg-type]
@@ -47,7 +48,7 @@ class _WindowCounter:
     timer = time.time
 
     def get_rate(self) -> str | None:
-        return settings.API_THROTTLE_RATES.get(self.scope)
+        return parts().settings.throttle_rates.get(self.scope)
 
     def allow_request(self, request: Any, view: Any) -> bool:
         rate = self.get_rate()

@@ -1,4 +1,4 @@
-"""The REST API's views: each parses its input, calls one function of ``web.core.executions``
+"""The REST API's views: each parses its input, calls one function of ``web.executions``
 (or the tool registry, or the event feed) and returns its result. Nothing here decides anything.
 """
 
@@ -26,10 +26,10 @@ from rest_framework.views import APIView
 from events.envelope import EXECUTION_STREAM_PREFIX, RecordedEvent
 from services.problems import Problem
 from services.tools.base import GLOBAL_MAX_UPLOAD
-from web import bootstrap
+from web import executions
 from web.api import serializers as s
 from web.api.throttling import SubmitThrottle
-from web.core import executions
+from web.parts import parts
 
 UPLOAD_SLACK = 1024 * 1024  # multipart framing and the other fields around the file
 
@@ -66,11 +66,7 @@ class ToolList(APIView):
     )
     def get(self, request: Request) -> Response:
         category = request.query_params.get("category")
-        tools = [
-            _tool(t)
-            for t in bootstrap.tool_registry()
-            if category is None or t.category == category
-        ]
+        tools = [_tool(t) for t in parts().registry if category is None or t.category == category]
         return Response(tools)
 
 
@@ -84,7 +80,7 @@ class ToolDetail(APIView):
     )
     def get(self, request: Request, slug: str) -> Response:
         try:
-            tool = bootstrap.tool_registry().get(slug)
+            tool = parts().registry.get(slug)
         except LookupError:
             raise Problem("unknown_tool", f"there is no tool {slug!r}", 404) from None
         return Response(_tool(tool))
@@ -299,7 +295,7 @@ class _Owners:
         execution_id = event.stream[len(EXECUTION_STREAM_PREFIX) :]
         owner = self._known.get(execution_id)
         if owner is None:
-            first = bootstrap.event_store().read_stream(event.stream)[:1]
+            first = parts().store.read_stream(event.stream)[:1]
             if not first or not first[0].type.endswith(".Submitted"):
                 return None
             owner = str(first[0].data.get("owner"))
@@ -331,7 +327,7 @@ class EventFeed(APIView):
         query = s.FeedQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         after, limit, wait = (query.validated_data[k] for k in ("after", "limit", "wait"))
-        store = bootstrap.event_store()
+        store = parts().store
         owner = None if request.user.is_staff else executions.owner_of(request.user)
         deadline = time.monotonic() + wait
         visible: list[dict[str, Any]] = []

@@ -2,7 +2,7 @@
 their signing secrets and their delivery log.
 
 Views parse with the serializers below (which also document the API) and call one function of
-``web.core.webhooks``, which checks ownership and what was sent (a safe URL, known event types
+``web.webhooks``, which checks ownership and what was sent (a safe URL, known event types
 and tools). A secret is in a response only when it is made: on create and on rotate.
 """
 
@@ -16,9 +16,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from web import webhooks
 from web.api import serializers as s
-from web.core import webhooks
-from web.core.webhooks import EVENT_NAMES, MAX_DESCRIPTION, MAX_URL, MESSAGE_STATUSES
+from web.webhooks import EVENT_NAMES, MAX_DESCRIPTION, MAX_URL, MESSAGE_STATUSES
 
 # -- shapes ----------------------------------------------------------------------------------------
 

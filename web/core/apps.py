@@ -9,21 +9,18 @@ from django.db.models.signals import post_migrate
 
 
 def _setup_event_store(**kwargs: Any) -> None:
-    from django.conf import settings
-
     from events.database import Database
-    from projections.projector import Projector
     from services.webhooks import tables
-    from web.bootstrap import event_store
+    from web.parts import parts
 
-    store = event_store()
-    store.setup()
-    projector = Projector(store, settings.DATABASE_URL)
+    deployment = parts()
+    deployment.store.setup()
+    projector = deployment.projector()
     try:
         projector.setup()
     finally:
         projector.close()
-    with Database(settings.DATABASE_URL) as db:
+    with Database(deployment.read_models_url) as db:
         tables.setup(db)
     if kwargs.get("verbosity", 1) >= 1:
         print("  Event store schema and read models are up to date.")

@@ -12,14 +12,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import psycopg
-from django.conf import settings
 from django.core.management.base import CommandError
 
 from events.envelope import RecordedEvent
 from events.errors import EventStoreError
 from events.opening import open_store
 from events.store import EventStore
-from web.bootstrap import event_store
+from handlers.bootstrap import Parts, bootstrap
+from web.parts import parts
 
 SUMMARY_WIDTH = 80
 
@@ -28,7 +28,7 @@ def add_store_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--store",
         metavar="URL",
-        help="event store URL (sqlite:///path or postgresql://…); default: settings.EVENTSTORE_URL",
+        help="event store URL (sqlite:///path or postgresql://…); default: EVENTSTORE_URL",
     )
 
 
@@ -45,7 +45,7 @@ def redacted(url: str) -> str:
 def opened_store(url: str | None) -> Iterator[EventStore]:
     """The store at ``url`` (closed afterwards) or the configured one; store failures become
     ``CommandError`` so that a user sees one line, not a traceback."""
-    shown = redacted(url or settings.EVENTSTORE_URL)
+    shown = redacted(url or parts().settings.eventstore_url)
     try:
         if url:
             store = open_store(url)
@@ -54,7 +54,7 @@ def opened_store(url: str | None) -> Iterator[EventStore]:
             finally:
                 store.close()
         else:
-            yield event_store()
+            yield parts().store
     except (EventStoreError, ValueError) as exc:
         raise CommandError(f"{shown}: {exc}", returncode=1) from exc
     except (sqlite3.Error, psycopg.Error) as exc:
@@ -65,6 +65,19 @@ def opened_store(url: str | None) -> Iterator[EventStore]:
             "(has `magictoolbox migrate` run against it?)",
             returncode=1,
         ) from exc
+
+
+@contextmanager
+def command_parts(store_url: str | None, db_url: str | None = None) -> Iterator[Parts]:
+    """What a command works with: the configured parts, or the same with another event store
+    (``--store``) or read-model database (``--db``)."""
+    with opened_store(store_url) as store:
+        configured = parts()
+        if store is configured.store and not db_url:
+            yield configured
+            return
+        settings = configured.settings.but(DATABASE_URL=db_url) if db_url else configured.settings
+        yield bootstrap(settings, store=store, blobs=configured.blobs, registry=configured.registry)
 
 
 def iso_time(event: RecordedEvent) -> str:

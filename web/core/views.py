@@ -7,7 +7,7 @@ import logging
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
-from web.bootstrap import event_store
+from web.parts import parts
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 def healthz(request: HttpRequest) -> JsonResponse:
     """200 with the event store's head position, or 503 when the store cannot be read."""
     try:
-        head = event_store().head_position()
+        head = parts().store.head_position()
     except Exception:
         log.exception("health check: event store unavailable")
         return JsonResponse({"status": "unavailable"}, status=503)

@@ -1,23 +1,11 @@
 """Who may push to the Event Grid receiver: the holder of a shared key, or of an Entra ID token.
 
-A delivery only wakes this process's readers, and they read the store, so a forged delivery
-cannot make anything be written; but a receiver open to anyone would let anyone make the process
-work on demand. So the receiver refuses everything until one of two proofs is configured, and
-either one suffices:
-
-- ``EVENTGRID_RECEIVER_KEY``: the subscription sends it in ``X-MagicToolbox-Key`` (a delivery
-  attribute) or in the endpoint URL's ``?code=``. Compared in constant time. The handshakes
-  need it too, and Event Grid documents delivery attributes for deliveries only: ``?code=`` in
-  the endpoint URL is on every request, so prefer it.
-- ``EVENTGRID_RECEIVER_AUDIENCE``: Event Grid's Entra ID-protected delivery sends
-  ``Authorization: Bearer <token>``. The token must be RS256-signed by a key of the JWKS at
-  ``EVENTGRID_RECEIVER_JWKS_URL``, be for this audience, be inside its ``nbf``/``exp`` window
-  and, with ``EVENTGRID_RECEIVER_TENANT_ID``, be issued by that tenant. Without a tenant id any
-  tenant's token for the audience passes: set it.
-
-Signing keys are cached (PyJWKClient refetches a URL's set hourly or on an unknown ``kid``; a
-file's keys are rebuilt only when its content changes), so a delivery costs a signature check,
-not a fetch.
+A delivery only wakes this process's readers, so a forged one cannot make anything be written,
+but an open receiver would let anyone make the process work; so it refuses everything until one
+proof is configured. ``EVENTGRID_RECEIVER_KEY`` comes in ``X-MagicToolbox-Key`` or ``?code=``
+(compared in constant time; ``?code=`` is on the handshakes too). ``EVENTGRID_RECEIVER_AUDIENCE``:
+an RS256 bearer token for that audience, signed by a key of the JWKS, within ``nbf``/``exp``, and
+issued by ``EVENTGRID_RECEIVER_TENANT_ID`` when set. Signing keys are cached, not fetched each time.
 """
 
 from __future__ import annotations
@@ -33,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-from django.conf import settings
 from django.http import HttpRequest
+
+from web.parts import parts
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +52,9 @@ class Refusal:
 
 def check(request: HttpRequest) -> Refusal | None:
     """None when the request proves it comes from our subscription, else why not."""
-    key = settings.EVENTGRID_RECEIVER_KEY
-    audience = settings.EVENTGRID_RECEIVER_AUDIENCE
+    config = parts().settings
+    key = config.EVENTGRID_RECEIVER_KEY
+    audience = config.EVENTGRID_RECEIVER_AUDIENCE
     if not key and not audience:
         return Refusal(
             401,
@@ -81,8 +71,8 @@ def check(request: HttpRequest) -> Refusal | None:
             verify_token(
                 token,
                 audience=audience,
-                tenant=settings.EVENTGRID_RECEIVER_TENANT_ID,
-                jwks_url=settings.EVENTGRID_RECEIVER_JWKS_URL,
+                tenant=config.EVENTGRID_RECEIVER_TENANT_ID,
+                jwks_url=config.receiver_jwks_url,
             )
         except KeysUnavailable as exc:
             log.error("Event Grid receiver: cannot check a bearer token: %s", exc)

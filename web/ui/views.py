@@ -1,4 +1,4 @@
-"""Views of the UI: thin pages over ``web.core.executions``, the same service glue as the API.
+"""Views of the UI: thin pages over ``web.executions``, the same service glue as the API.
 
 Each view parses the request, calls one function of ``executions`` and renders a template. Forms
 work without JavaScript (a run posts to the tool page, an action to ``execution-action``, both
@@ -26,8 +26,8 @@ from rest_framework.authtoken.models import Token
 
 from services.problems import Problem
 from services.tools.base import BaseTool
-from web.bootstrap import tool_registry
-from web.core import executions
+from web import executions
+from web.parts import parts
 from web.ui.forms import SignupForm, params_form, upload_help
 from web.ui.templatetags.ui_extras import category_label
 
@@ -48,7 +48,7 @@ def problem_page(request: HttpRequest, problem: Problem) -> HttpResponse:
 
 def _tool(slug: str) -> BaseTool:
     try:
-        return tool_registry().get(slug)
+        return parts().registry.get(slug)
     except LookupError:
         raise Http404(f"there is no tool {slug!r}") from None
 
@@ -62,7 +62,7 @@ def tool_list(request: HttpRequest) -> HttpResponse:
     """All tools as cards under a heading per category. ``?q=`` filters without JavaScript:
     the cards that do not match are rendered ``hidden``, so the script can widen the search."""
     query = request.GET.get("q", "").strip()
-    registry = tool_registry()
+    registry = parts().registry
     groups = []
     shown = 0
     for category in registry.categories():

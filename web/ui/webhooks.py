@@ -2,7 +2,7 @@
 delete) and each endpoint's delivery log (redeliver one message, recover what failed).
 
 Plain forms that post and redirect, so everything works without JavaScript; every change goes
-through ``web.core.webhooks``, the same glue as the REST API. A new signing secret is put in the
+through ``web.webhooks``, the same glue as the REST API. A new signing secret is put in the
 session by the POST that made it and taken out by the page that shows it, so it is shown once
 and a reload neither shows it again nor makes another endpoint.
 """
@@ -24,11 +24,11 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from events.catalog import TYPE_PREFIX
 from services.problems import Problem
-from web.bootstrap import tool_registry
-from web.core import webhooks
-from web.core.webhooks import EVENT_NAMES, MAX_DESCRIPTION, MAX_URL, MESSAGE_STATUSES
+from web import webhooks
+from web.parts import parts
 from web.ui.templatetags.ui_extras import category_label
 from web.ui.views import problem_page
+from web.webhooks import EVENT_NAMES, MAX_DESCRIPTION, MAX_URL, MESSAGE_STATUSES
 
 SECRET_KEY = "webhook_secret"  # the session key of a secret waiting to be shown once
 ACTIONS = ("enable", "disable", "rotate", "recover")
@@ -37,7 +37,7 @@ PROBLEM_FIELDS = {"unsafe_url": "url", "invalid_event_type": "event_types", "unk
 
 
 def _tool_choices() -> list[tuple[str, list[tuple[str, str]]]]:
-    registry = tool_registry()
+    registry = parts().registry
     return [
         (category_label(c), [(t.slug, t.name) for t in registry if t.category == c])
         for c in registry.categories()
@@ -100,7 +100,7 @@ def _event_names(endpoint: Any) -> list[str]:
 
 
 def _tool_names(endpoint: Any) -> list[str]:
-    registry = tool_registry()
+    registry = parts().registry
     names = []
     for slug in endpoint.tools:
         try:

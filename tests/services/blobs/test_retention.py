@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 from events.catalog import BlobRef, DeclaredInput
 from events.opening import open_store
 from services.blobs.local import LocalBlobStore
-from services.blobs.retention import remove_execution_blobs, sweep_temp
+from services.blobs.retention import sweep_temp
 from services.blobs.store import BlobStore
 from services.executions.commands import Complete, RecordUpload, Start, Submit
 from services.executions.decider import Status, initial_state
 from services.executions.service import ExecutionService
-from services.executions.sweeper import sweep_retention
+from services.executions.sweeper import remove_execution_blobs, sweep_retention
 
 
 def put(store: BlobStore, container: str, name: str, data: bytes = b"data") -> BlobRef:
@@ -114,7 +114,7 @@ def test_sweep_retention_with_real_blobs_records_what_it_removed(
         )
 
         assert report.expired == [eid]
-        state, _ = service.load(eid)
+        state = service.load(eid).state
         assert state.status is Status.EXPIRED
         assert set(state.blobs_removed) == {upload, output}
         assert names(blob_store, "uploads") == set() and names(blob_store, "processed") == set()

@@ -12,8 +12,7 @@ from azure.core.messaging import CloudEvent
 from azure.eventgrid import EventGridEvent
 from azure.storage.blob import BlobServiceClient
 
-from services.eventgrid.protocol import EVENTGRID
-from services.eventgrid.pushing import RETRY_SCHEDULE, outcome, retry_delay
+from services.eventgrid.protocol import EVENTGRID, RETRY_SCHEDULE, outcome, retry_delay
 from tests.services.eventgrid.receiver import Receiver
 from tests.services.eventgrid.support import TOPIC, make_config, publisher, subscription
 

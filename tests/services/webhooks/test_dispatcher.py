@@ -18,9 +18,11 @@ from standardwebhooks.webhooks import Webhook
 from events.database import Database
 from events.envelope import RecordedEvent
 from events.store import EventStore
-from handlers import wiring, work
+from handlers import work
 from handlers.bindings import read_bindings
-from handlers.function_app import app as function_app
+from handlers.bootstrap import bootstrap
+from handlers.function_app import create
+from handlers.settings import Settings
 from services.webhooks import (
     endpoints as webhook_endpoints,
     messages as webhook_messages,
@@ -409,17 +411,16 @@ def test_the_timer_function_delivers(
         "WEBHOOKS_ALLOW_LOOPBACK_HTTP": "true",
         "WEBHOOK_RETRY_SCALE": "0.001",
     }
-    deps = wiring.from_environment(env)
-    assert (deps.webhooks_allow_loopback_http, deps.webhook_retry_scale) == (True, 0.001)
-    wiring.configure(deps)
+    parts = bootstrap(Settings.from_env(env))  # as the Functions app reads its app settings
+    config = parts.settings
+    assert (config.WEBHOOKS_ALLOW_LOOPBACK_HTTP, config.WEBHOOK_RETRY_SCALE) == (True, 0.001)
     try:
-        _, timers = read_bindings(function_app, wiring.settings(env))
+        _, timers = read_bindings(create(lambda: parts), config.schedules)
         (timer,) = [t for t in timers if t.name == "webhooks"]
         assert timer.schedule == "*/10 * * * * *"
         timer.function(**{timer.arg_name: None})
         assert sorted(ids_received(receiver)) == sorted(str(e.id) for e in events)
-        assert work.deliver_webhooks(deps).attempts == 0  # nothing left
+        assert work.deliver_webhooks(parts).attempts == 0  # nothing left
     finally:
-        wiring.configure(None)
-        deps.dispatcher().close()
-        deps.store.close()
+        parts.dispatcher().close()
+        parts.store.close()

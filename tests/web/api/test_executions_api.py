@@ -200,11 +200,11 @@ def test_an_upload_larger_than_the_global_limit_is_refused_before_it_is_read(
 
 
 def test_an_upload_over_the_tools_own_limit_is_refused(
-    alice: APIClient, deployment: Deployment, settings
+    alice: APIClient, deployment: Deployment
 ) -> None:
-    from web import bootstrap
+    from web.parts import parts
 
-    tool = bootstrap.tool_registry().get("image-rotate")
+    tool = parts().registry.get("image-rotate")
     big = io.BytesIO(png().getvalue() + b"\0" * (tool.upload_limit + 1))
     big.name = "big.png"
     assert_problem(rotate(alice, big), 413, "file_too_large")
@@ -369,9 +369,9 @@ def test_the_session_of_a_signed_in_browser_works_with_csrf(deployment: Deployme
 
 
 def test_too_many_requests_are_throttled_with_retry_after(
-    alice: APIClient, deployment: Deployment, settings
+    alice: APIClient, deployment: Deployment, configure
 ) -> None:
-    settings.API_THROTTLE_RATES = {**settings.API_THROTTLE_RATES, "user": "3/min"}
+    configure(API_THROTTLE_USER="3/min")
     for _ in range(3):
         assert alice.get("/api/v1/executions/").status_code == 200
     response = alice.get("/api/v1/executions/")
@@ -379,8 +379,8 @@ def test_too_many_requests_are_throttled_with_retry_after(
     assert int(response["Retry-After"]) > 0 and body["retry_after"] > 0
 
 
-def test_submits_have_their_own_lower_limit(alice: APIClient, settings) -> None:
-    settings.API_THROTTLE_RATES = {**settings.API_THROTTLE_RATES, "submit": "2/min"}
+def test_submits_have_their_own_lower_limit(alice: APIClient, configure) -> None:
+    configure(API_THROTTLE_SUBMIT="2/min")
     assert encode(alice).status_code == encode(alice).status_code == 201
     assert_problem(encode(alice), 429, "throttled")
     assert alice.get("/api/v1/executions/").status_code == 200  # reads are not submits

@@ -53,7 +53,7 @@ def test_it_answers_a_remembered_token_with_the_views_body_and_headers(
 
 
 def test_it_leaves_everything_else_to_django(
-    alice: APIClient, bob: APIClient, deployment: Deployment, settings
+    alice: APIClient, bob: APIClient, deployment: Deployment, configure
 ) -> None:
     mine = encode(alice).json()["links"]["self"]
     theirs = encode(bob).json()["links"]["self"]
@@ -77,7 +77,7 @@ def test_it_leaves_everything_else_to_django(
     ]
     for request in declined:
         assert fastpath.answer(request) is None, request
-    settings.API_THROTTLE_RATES = {**settings.API_THROTTLE_RATES, "user": "0/min"}
+    configure(API_THROTTLE_USER="0/min")
     assert fastpath.answer(scope(mine, key)) is None  # over the limit: Django says 429
     assert alice.get(mine).status_code == 429
 

@@ -8,11 +8,10 @@ import time
 
 from rest_framework.test import APIClient
 
-from services.tools.submissions import submit
 from tests.web.api.conftest import client_for
 from tests.web.api.test_executions_api import assert_problem, encode
 from tests.web.deployment import Deployment
-from web import bootstrap
+from web.parts import parts
 
 
 def test_the_tool_list_describes_every_tool_with_its_parameter_schema(deployment, db) -> None:
@@ -79,14 +78,7 @@ def test_a_long_poll_returns_as_soon_as_an_event_arrives(
     head = deployment.store.head_position()
 
     def later() -> None:  # another writer, as the web process's other requests would be
-        submit(
-            bootstrap.execution_service(),
-            bootstrap.tool_registry(),
-            bootstrap.blob_store(),
-            tool="base64-encode",
-            owner=owner,
-            params={"text": "late"},
-        )
+        parts().executions.submit(owner, "base64-encode", {"text": "late"}, run_sync=False)
 
     threading.Timer(0.4, later).start()
     started = time.monotonic()

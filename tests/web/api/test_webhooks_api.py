@@ -16,9 +16,9 @@ from services.webhooks import (
     tables,
 )
 from tests.web.api.test_executions_api import assert_problem
-from tests.web.deployment import Deployment
-from web import bootstrap
-from web.core import executions
+from tests.web.deployment import Configure, Deployment
+from web import executions
+from web.parts import parts
 
 HOOKS = "/api/v1/webhooks/"
 PUBLIC = "https://93.184.215.14/hooks/magictoolbox"  # an IP literal: no DNS in the tests
@@ -26,7 +26,7 @@ PUBLIC = "https://93.184.215.14/hooks/magictoolbox"  # an IP literal: no DNS in 
 
 @pytest.fixture(autouse=True)
 def webhook_tables(deployment: Deployment) -> None:
-    tables.setup(bootstrap.read_models())
+    tables.setup(parts().read_models())
 
 
 def add(client: APIClient, url: str = PUBLIC, **fields: Any):
@@ -37,7 +37,7 @@ def run_and_fan_out(user: User, deployment: Deployment, text: str = "hello") -> 
     """Run a sync tool as ``user`` (real events in the store) and turn the feed into messages,
     as the delivery worker does."""
     executions.submit(user, "base64-encode", {"text": text}, None)
-    db = bootstrap.read_models()
+    db = parts().read_models()
     position = webhook_messages.checkpoint(db)
     assert (
         webhook_messages.fan_out(db, deployment.store.read_all(position, 1000), position)
@@ -47,7 +47,7 @@ def run_and_fan_out(user: User, deployment: Deployment, text: str = "hello") -> 
 
 def fail(message: webhook_messages.Message, status: int = 500, response: str = "boom") -> None:
     webhook_messages.record_attempt(
-        bootstrap.read_models(),
+        parts().read_models(),
         message,
         status=status,
         ok=False,
@@ -59,7 +59,7 @@ def fail(message: webhook_messages.Message, status: int = 500, response: str = "
 
 
 def messages(endpoint_id: str) -> list[webhook_messages.Message]:
-    return webhook_messages.messages(bootstrap.read_models(), endpoint_id)
+    return webhook_messages.messages(parts().read_models(), endpoint_id)
 
 
 # -- registering ---------------------------------------------------------------------------------
@@ -127,9 +127,9 @@ def test_unsafe_urls_are_refused(alice: APIClient, url: str, reason: str) -> Non
 
 
 def test_loopback_http_is_allowed_only_where_the_deployment_says_so(
-    alice: APIClient, settings: Any
+    alice: APIClient, configure: Configure
 ) -> None:
-    settings.WEBHOOKS_ALLOW_LOOPBACK_HTTP = True
+    configure(WEBHOOKS_ALLOW_LOOPBACK_HTTP=True)
     assert add(alice, "http://127.0.0.1:8765/hook").status_code == 201
     assert add(alice, "https://127.0.0.1/hook").status_code == 201
     # Private and link-local addresses stay refused: the setting is for loopback alone.
@@ -196,7 +196,7 @@ def test_disable_and_enable_again_clears_the_reason(alice: APIClient) -> None:
     assert off["enabled"] is False and off["disabled_reason"] is None
 
     webhook_endpoints.disable(
-        bootstrap.read_models(), created["id"], "the endpoint answered 410 Gone"
+        parts().read_models(), created["id"], "the endpoint answered 410 Gone"
     )
     shown = alice.get(url).json()
     assert shown["enabled"] is False
@@ -217,15 +217,15 @@ def test_rotating_gives_a_new_secret_and_keeps_the_old_one_for_a_day(alice: APIC
     assert rotated["secret"].startswith("whsec_") and rotated["secret"] != created["secret"]
     until = datetime.fromisoformat(rotated["previous_valid_until"].replace("Z", "+00:00"))
     assert before + timedelta(hours=23.9) < until < datetime.now(UTC) + timedelta(hours=24.1)
-    endpoint = webhook_endpoints.get_endpoint(bootstrap.read_models(), created["id"])
+    endpoint = webhook_endpoints.get_endpoint(parts().read_models(), created["id"])
     assert endpoint is not None
     assert endpoint.secrets(datetime.now(UTC)) == [rotated["secret"], created["secret"]]
     assert endpoint.secrets(until + timedelta(seconds=1)) == [rotated["secret"]]
     assert rotated["secret"] not in str(alice.get(created["links"]["self"]).json())
 
 
-def test_the_overlap_follows_the_setting(alice: APIClient, settings: Any) -> None:
-    settings.WEBHOOK_SECRET_OVERLAP_HOURS = 1
+def test_the_overlap_follows_the_setting(alice: APIClient, configure: Configure) -> None:
+    configure(WEBHOOK_SECRET_OVERLAP_HOURS=1)
     created = add(alice).json()
     rotated = alice.post(created["links"]["rotate_secret"]).json()
     until = datetime.fromisoformat(rotated["previous_valid_until"].replace("Z", "+00:00"))
@@ -259,10 +259,10 @@ def test_the_delivery_log_shows_messages_with_their_attempts(
     assert names == ["Completed", "Submitted", "Completed", "Submitted"]
     newest = made[0]
     fail(newest, 503, "busy, come back later")
-    again = webhook_messages.get_message(bootstrap.read_models(), newest.id)
+    again = webhook_messages.get_message(parts().read_models(), newest.id)
     assert again is not None
     webhook_messages.record_attempt(
-        bootstrap.read_models(),
+        parts().read_models(),
         again,
         status=200,
         ok=True,
@@ -324,7 +324,7 @@ def test_redeliver_puts_a_message_back_in_the_queue(
     body = response.json()
     assert body["id"] == message.id and body["status"] == "pending"
     assert [a["status"] for a in body["attempt_log"]] == [500]  # the log keeps the attempt
-    stored = webhook_messages.get_message(bootstrap.read_models(), message.id)
+    stored = webhook_messages.get_message(parts().read_models(), message.id)
     assert stored is not None and stored.status == "pending"
     assert stored.next_attempt_at is not None
     assert stored.next_attempt_at <= datetime.now(UTC)

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from events.store import EventStore
-from tests.web.deployment import Deployment
+from tests.web.deployment import Configure, Deployment
 from tests.web.support import submit
 from web import runtime
 
@@ -21,12 +21,12 @@ BATCH = "application/cloudevents-batch+json"
 
 
 @pytest.fixture
-def receiver(deployment: Deployment, settings: Any) -> Deployment:
+def receiver(deployment: Deployment, configure: Configure) -> Deployment:
     """The receiver with a key and no Entra ID audience."""
-    settings.EVENTGRID_RECEIVER_KEY = KEY
-    settings.EVENTGRID_RECEIVER_AUDIENCE = ""
-    settings.EVENTGRID_RECEIVER_TENANT_ID = ""
-    settings.EVENTGRID_RECEIVER_JWKS_URL = ""
+    configure(EVENTGRID_RECEIVER_KEY=KEY)
+    configure(EVENTGRID_RECEIVER_AUDIENCE="")
+    configure(EVENTGRID_RECEIVER_TENANT_ID="")
+    configure(EVENTGRID_RECEIVER_JWKS_URL="")
     return deployment
 
 

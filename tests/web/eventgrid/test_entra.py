@@ -20,7 +20,7 @@ from jwt.algorithms import RSAAlgorithm
 
 from services.eventgrid import protocol
 from tests.web.api.test_executions_api import assert_problem
-from tests.web.deployment import Deployment
+from tests.web.deployment import Configure, Deployment
 from tests.web.eventgrid.conftest import BATCH, URL, dumps, fingerprint
 
 AUDIENCE = "api://magictoolbox-eventgrid-test"
@@ -46,13 +46,13 @@ def write_jwks(path: Path, key: rsa.RSAPrivateKey, kid: str = KID) -> Path:
 
 
 @pytest.fixture
-def entra(receiver: Deployment, settings: Any, tmp_path: Path, signing_key) -> Path:
+def entra(receiver: Deployment, configure: Configure, tmp_path: Path, signing_key) -> Path:
     """Only tokens are accepted: no receiver key."""
-    settings.EVENTGRID_RECEIVER_KEY = ""
-    settings.EVENTGRID_RECEIVER_AUDIENCE = AUDIENCE
-    settings.EVENTGRID_RECEIVER_TENANT_ID = TENANT
+    configure(EVENTGRID_RECEIVER_KEY="")
+    configure(EVENTGRID_RECEIVER_AUDIENCE=AUDIENCE)
+    configure(EVENTGRID_RECEIVER_TENANT_ID=TENANT)
     jwks = write_jwks(tmp_path / "jwks.json", signing_key)
-    settings.EVENTGRID_RECEIVER_JWKS_URL = str(jwks)
+    configure(EVENTGRID_RECEIVER_JWKS_URL=str(jwks))
     return jwks
 
 
@@ -87,18 +87,18 @@ def test_a_valid_token_is_accepted(client, entra, signing_key, cloudevents, woke
 
 
 def test_a_v1_token_of_the_tenant_and_a_file_url(
-    client, entra: Path, signing_key, settings, cloudevents
+    client, entra: Path, signing_key, configure, cloudevents
 ) -> None:
-    settings.EVENTGRID_RECEIVER_JWKS_URL = entra.as_uri()
+    configure(EVENTGRID_RECEIVER_JWKS_URL=entra.as_uri())
     token = mint(signing_key, iss=f"https://sts.windows.net/{TENANT}/")
     answer = client.post(URL, dumps(cloudevents), content_type=BATCH, headers=bearer(token))
     assert answer.status_code == 200, answer.content
 
 
 def test_without_a_tenant_the_issuer_is_not_checked(
-    client, entra, signing_key, settings, cloudevents
+    client, entra, signing_key, configure, cloudevents
 ) -> None:
-    settings.EVENTGRID_RECEIVER_TENANT_ID = ""
+    configure(EVENTGRID_RECEIVER_TENANT_ID="")
     token = mint(signing_key, iss="https://login.microsoftonline.com/another-tenant/v2.0")
     answer = client.post(URL, dumps(cloudevents), content_type=BATCH, headers=bearer(token))
     assert answer.status_code == 200, answer.content
@@ -151,8 +151,10 @@ def test_without_a_token_the_challenge_names_bearer(client, entra, cloudevents) 
     assert answer["WWW-Authenticate"] == 'Bearer realm="eventgrid"'
 
 
-def test_a_key_or_a_token_either_will_do(client, entra, signing_key, settings, cloudevents) -> None:
-    settings.EVENTGRID_RECEIVER_KEY = "the-key"
+def test_a_key_or_a_token_either_will_do(
+    client, entra, signing_key, configure, cloudevents
+) -> None:
+    configure(EVENTGRID_RECEIVER_KEY="the-key")
     by_key = client.post(
         URL, dumps(cloudevents), content_type=BATCH, headers={"X-MagicToolbox-Key": "the-key"}
     )
@@ -188,9 +190,9 @@ def test_a_rotated_key_set_is_read_again(
 
 
 def test_unreadable_signing_keys_ask_event_grid_to_retry(
-    client, entra, signing_key, settings, tmp_path: Path, cloudevents, woken
+    client, entra, signing_key, configure, tmp_path: Path, cloudevents, woken
 ) -> None:
-    settings.EVENTGRID_RECEIVER_JWKS_URL = str(tmp_path / "missing.json")
+    configure(EVENTGRID_RECEIVER_JWKS_URL=str(tmp_path / "missing.json"))
     answer = client.post(
         URL, dumps(cloudevents), content_type=BATCH, headers=bearer(mint(signing_key))
     )
@@ -238,9 +240,9 @@ def jwks_server(entra: Path) -> Iterator[JwksServer]:
 
 
 def test_keys_from_a_url_are_fetched_once(
-    client, jwks_server: JwksServer, signing_key, settings, cloudevents
+    client, jwks_server: JwksServer, signing_key, configure, cloudevents
 ) -> None:
-    settings.EVENTGRID_RECEIVER_JWKS_URL = jwks_server.url
+    configure(EVENTGRID_RECEIVER_JWKS_URL=jwks_server.url)
     for _ in range(3):
         answer = client.post(
             URL, dumps(cloudevents), content_type=BATCH, headers=bearer(mint(signing_key))
@@ -252,12 +254,12 @@ def test_keys_from_a_url_are_fetched_once(
 
 
 def test_an_unreachable_key_url_asks_event_grid_to_retry(
-    client, entra, signing_key, settings, cloudevents, woken
+    client, entra, signing_key, configure, cloudevents, woken
 ) -> None:
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    settings.EVENTGRID_RECEIVER_JWKS_URL = f"http://127.0.0.1:{port}/keys"
+    configure(EVENTGRID_RECEIVER_JWKS_URL=f"http://127.0.0.1:{port}/keys")
     answer = client.post(
         URL, dumps(cloudevents), content_type=BATCH, headers=bearer(mint(signing_key))
     )

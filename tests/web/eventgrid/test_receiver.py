@@ -132,9 +132,9 @@ def test_a_wrong_or_missing_key_is_refused_and_wakes_nothing(
 
 
 def test_without_a_key_or_audience_the_receiver_refuses_everything(
-    client, receiver, cloudevents, woken, settings
+    client, receiver, cloudevents, woken, configure
 ) -> None:
-    settings.EVENTGRID_RECEIVER_KEY = ""
+    configure(EVENTGRID_RECEIVER_KEY="")
     requests = [
         deliver(client, dumps(cloudevents)),
         client.post(f"{URL}?code=", dumps(cloudevents), content_type=BATCH),

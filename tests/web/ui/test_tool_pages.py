@@ -11,7 +11,7 @@ from django.test import Client
 
 import web.ui
 from tests.web.ui.page import Page, attr, has, text
-from web.bootstrap import tool_registry
+from web.parts import parts
 
 pytestmark = pytest.mark.django_db
 # A static `import … from "./x.js"` (or `import "./x.js"`) between the UI's modules.
@@ -33,7 +33,7 @@ def test_the_tool_list_shows_every_tool_under_its_category_heading(client: Clien
 
     headings = [text(h) for h in page.all("h2")]
     assert headings == ["Data", "Encoders", "Image", "PDF", "Video"]
-    registry = tool_registry()
+    registry = parts().registry
     assert visible_tools(page) == {tool.slug for tool in registry}
     for tool in registry:
         section = page.one("section", data_category=tool.category)

@@ -18,8 +18,8 @@ from services.webhooks import (
 from tests.web.api.test_webhooks_api import PUBLIC, fail, messages, run_and_fan_out
 from tests.web.deployment import Deployment
 from tests.web.ui.page import Page, attr, text
-from web import bootstrap
-from web.core import webhooks
+from web import webhooks
+from web.parts import parts
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +28,7 @@ SECRET = re.compile(r"whsec_[A-Za-z0-9+/=]+")
 
 @pytest.fixture(autouse=True)
 def webhook_tables(deployment: Deployment) -> None:
-    tables.setup(bootstrap.read_models())
+    tables.setup(parts().read_models())
 
 
 def add(client: Client, url: str = PUBLIC, **fields: object):
@@ -114,19 +114,17 @@ def test_an_unsafe_url_is_refused_at_the_field(signed_in: Client, alice: User) -
 
 
 def test_loopback_is_allowed_only_with_the_setting(
-    signed_in: Client, alice: User, settings
+    signed_in: Client, alice: User, configure
 ) -> None:
     assert add(signed_in, "http://127.0.0.1:9000/hook").status_code == 400
-    settings.WEBHOOKS_ALLOW_LOOPBACK_HTTP = True
+    configure(WEBHOOKS_ALLOW_LOOPBACK_HTTP=True)
     assert add(signed_in, "http://127.0.0.1:9000/hook").status_code == 302
     assert [e.url for e in webhooks.endpoints(alice)] == ["http://127.0.0.1:9000/hook"]
 
 
 def test_why_an_endpoint_was_turned_off_is_plain_to_see(signed_in: Client, alice: User) -> None:
     endpoint, _ = webhooks.create(alice, url=PUBLIC)
-    webhook_endpoints.disable(
-        bootstrap.read_models(), endpoint.id, "the receiver answered 410 Gone"
-    )
+    webhook_endpoints.disable(parts().read_models(), endpoint.id, "the receiver answered 410 Gone")
 
     for path in ("/webhooks/", f"/webhooks/{endpoint.id}/"):
         page = Page(signed_in.get(path))
@@ -243,7 +241,7 @@ def test_the_delivery_log_shows_attempts_and_redelivers(
 
     assert response.status_code == 302
     assert response["Location"] == f"/webhooks/{endpoint.id}/#message-{message.id}"
-    stored = webhook_messages.get_message(bootstrap.read_models(), message.id)
+    stored = webhook_messages.get_message(parts().read_models(), message.id)
     assert stored is not None and stored.status == "pending"
     after = Page(signed_in.get(response["Location"]))
     assert attr(after.by_id(f"message-{message.id}"), "data-status") == "pending"

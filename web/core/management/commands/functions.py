@@ -1,14 +1,10 @@
 """``magictoolbox functions``: the local Functions host (and the projector) on their own.
 
-magictoolbox functions                 run the host until Ctrl-C
-magictoolbox functions --http          serve the Event Grid HTTP trigger (Event Grid, or the
-                                       emulator, pushes the events) and run the timers
-magictoolbox functions deadletters     list deliveries that ran out of attempts
-magictoolbox functions redrive ID…     deliver dead letters again (--all for every one)
-magictoolbox functions list            the app's functions and their triggers
-magictoolbox functions subscriptions --url URL
-                                       Event Grid subscriptions (JSON, the emulator's config
-                                       shape) pushing each function's events to a host at URL
+``functions`` runs the host until Ctrl-C; ``--http`` serves the Event Grid trigger instead (Event
+Grid, or the emulator, pushes) and runs the timers; ``deadletters`` lists deliveries that ran out
+of attempts and ``redrive ID…`` (or ``--all``) delivers them again; ``list`` shows the functions
+and their triggers; ``subscriptions --url URL`` prints the Event Grid subscriptions (the
+emulator's config shape) that would push each function's events to a host at URL.
 """
 
 from __future__ import annotations
@@ -18,15 +14,13 @@ import signal
 import threading
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from handlers import wiring
+from handlers import function_app
 from handlers.bindings import read_bindings
 from handlers.deadletters import DeadLetterStore, redrive
 from handlers.eventgrid_trigger import event_subscriptions
-from handlers.function_app import app as function_app
-from web import bootstrap
+from web.parts import parts
 
 
 class Command(BaseCommand):
@@ -57,20 +51,20 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        letters = DeadLetterStore(settings.DATABASE_URL)
+        letters = parts().deadletters()
         letters.setup()
         action = options["action"]
         if action == "run":
             self._run(options)
         elif action == "list":
-            subscriptions, timers = read_bindings(function_app, wiring.settings())
+            subscriptions, timers = read_bindings(function_app.app, parts().settings.schedules)
             for s in subscriptions:
                 types = ", ".join(t.rsplit(".", 1)[-1] for t in s.included_event_types) or "all"
                 self.stdout.write(f"{s.name:<12} eventGrid  {s.subject_begins_with}*  [{types}]")
             for t in timers:
                 self.stdout.write(f"{t.name:<12} timer      {t.schedule}")
         elif action == "subscriptions":
-            subscriptions, _ = read_bindings(function_app)
+            subscriptions, _ = read_bindings(function_app.app)
             doc = event_subscriptions(subscriptions, options["url"])
             self.stdout.write(json.dumps(doc, indent=2))
         elif action == "deadletters":
@@ -89,11 +83,12 @@ class Command(BaseCommand):
         ids = [row.id for row in letters.list()] if options["all"] else options["ids"]
         if not ids:
             raise CommandError("name dead letter ids to redrive, or --all")
-        bootstrap.functions_dependencies()
+        deployment = parts()
+        app = function_app.create(lambda: deployment)  # the functions work with these parts
         failures = 0
         for letter_id in ids:
             try:
-                error = redrive(function_app, letters, letter_id, settings.MAGICTOOLBOX_SOURCE)
+                error = redrive(app, letters, letter_id, deployment.settings.source)
             except KeyError as exc:
                 raise CommandError(str(exc.args[0])) from None
             if error is None:
@@ -108,6 +103,7 @@ class Command(BaseCommand):
         from web.runtime import Background
 
         background = Background(
+            parts(),
             projector=not options["no_projector"],
             workers=options["workers"],
             feed=not options["http"],

@@ -7,21 +7,20 @@ import signal
 import threading
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from events import checkpoints
 from events.database import Database
 from projections.projector import Projector
 from web.core.cli import add_store_argument, checkpoint_lines, opened_store, redacted
+from web.parts import parts
 
 
 def add_db_argument(parser: CommandParser) -> None:
     parser.add_argument(
         "--db",
         metavar="URL",
-        help="read-model database URL (sqlite:///path or postgresql://…); "
-        "default: settings.DATABASE_URL",
+        help="read-model database URL (sqlite:///path or postgresql://…); default: DATABASE_URL",
     )
 
 
@@ -39,7 +38,7 @@ class Command(BaseCommand):
         add_db_argument(run)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        db_url = options["db"] or settings.DATABASE_URL
+        db_url = options["db"] or parts().read_models_url
         with opened_store(options["store"]) as store:
             projector = Projector(store, db_url, batch_size=options.get("batch_size") or 1000)
             try:

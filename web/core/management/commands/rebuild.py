@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rich.progress import Progress as RichProgress
 
@@ -13,6 +12,7 @@ from projections.rebuild import BATCH, Progress, rebuild
 from projections.registry import ALL, named
 from web.core.cli import add_store_argument, opened_store
 from web.core.management.commands.projections import add_db_argument
+from web.parts import parts
 
 
 class Command(BaseCommand):
@@ -33,7 +33,7 @@ class Command(BaseCommand):
             projections = named(None if options["all"] else [options["projection"]])
         except KeyError as exc:
             raise CommandError(exc.args[0], returncode=2) from None
-        db_url = options["db"] or settings.DATABASE_URL
+        db_url = options["db"] or parts().read_models_url
         with opened_store(options["store"]) as store:
             for projection in projections:
                 with self._progress(projection.name, quiet=options["no_progress"]) as progress:

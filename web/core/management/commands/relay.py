@@ -15,13 +15,13 @@ import signal
 import threading
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from events import checkpoints
 from events.database import Database
 from services.eventgrid.relay import RELAY_CHECKPOINT, relay_to
 from web.core.cli import add_store_argument, checkpoint_lines, opened_store, redacted
+from web.parts import parts
 
 
 class Command(BaseCommand):
@@ -33,7 +33,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--endpoint",
             default=None,
-            help="topic endpoint; default: settings.EVENTGRID_TOPIC_ENDPOINT",
+            help="topic endpoint; default: EVENTGRID_TOPIC_ENDPOINT",
         )
         add_store_argument(parser)
 
@@ -42,10 +42,11 @@ class Command(BaseCommand):
             if options["action"] == "status":
                 self._status(store.head_position())
                 return
-            endpoint = options["endpoint"] or settings.EVENTGRID_TOPIC_ENDPOINT
+            config = parts().settings
+            endpoint = options["endpoint"] or config.EVENTGRID_TOPIC_ENDPOINT
             if not endpoint:
                 raise CommandError("no Event Grid topic: set EVENTGRID_TOPIC_ENDPOINT")
-            relay = relay_to(store, settings.DATABASE_URL, endpoint, settings.EVENTGRID_TOPIC_KEY)
+            relay = relay_to(store, config.DATABASE_URL, endpoint, config.EVENTGRID_TOPIC_KEY)
             if options["once"]:
                 sent = relay.run_once()
                 self.stdout.write(f"published {sent} events; checkpoint {relay.status.checkpoint}")
@@ -60,7 +61,7 @@ class Command(BaseCommand):
             self.stdout.write(f"stopped at checkpoint {relay.status.checkpoint}")
 
     def _status(self, head: int) -> None:
-        with Database(settings.DATABASE_URL) as db:
+        with Database(parts().read_models_url) as db:
             checkpoints.create_table(db, [])
             stored = checkpoints.read_all(db).get(RELAY_CHECKPOINT)
         row = (RELAY_CHECKPOINT, 0, head, None, None)

@@ -8,14 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from services.executions.service import ExecutionService
-from services.tools.runner import ToolRunner
-from services.tools.submissions import SubmissionRefused, replay
-from web import bootstrap
-from web.core.cli import add_store_argument, opened_store
+from services.problems import Problem
+from web.core.cli import add_store_argument, command_parts
 from web.core.management.commands.audit import execution_id_argument
 
 
@@ -28,19 +24,14 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         original = execution_id_argument(options["execution"])
-        with opened_store(options["store"]) as store:
-            service = ExecutionService(store, source=settings.MAGICTOOLBOX_SOURCE)
-            blobs = bootstrap.blob_store()
+        with command_parts(options["store"]) as deployment:
             try:
-                replay_id = replay(service, blobs, original)
-            except SubmissionRefused as exc:
+                replayed = deployment.executions.replay(None, original)  # an operator's: anyone's
+            except Problem as exc:
                 raise CommandError(str(exc), returncode=1) from None
-            state, _ = service.load(replay_id)
+            replay_id, state = replayed.id, replayed.state
             if state.mode == "sync":
-                runner = ToolRunner(service, blobs, bootstrap.tool_registry(), worker_id="replay")
-                report = runner.run(replay_id)
-                self.stdout.write(
-                    f"ran {state.tool}: {report.outcome} {report.code or ''}".rstrip()
-                )
+                code = state.error.code if state.error else ""
+                self.stdout.write(f"ran {state.tool}: {state.status.value} {code}".rstrip())
         self.stdout.write(f"replayed {original} as {replay_id}")
         self.stdout.write(str(replay_id))

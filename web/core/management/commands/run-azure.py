@@ -1,20 +1,11 @@
 """``magictoolbox run-azure`` (what ``make run-azure`` calls): Azure mode on one machine.
 
-The processes of the Azure deployment, each the command Azure would run, wired as Azure wires
-them, on 127.0.0.1:
-
-- **web** — ``magictoolbox run``, with the outbox relay publishing to the topic (the relay, the
-  projector and the Event Grid receiver ``/eventgrid/events``; no local Functions host);
-- **functions** — ``magictoolbox functions --http``: the Functions host's Event Grid trigger
-  ``/runtime/webhooks/EventGrid`` and the timers;
-- **eventgrid** — ``magictoolbox eventgrid-emulator``: the topic, with a subscription per Event
-  Grid function (from the app's bindings), one for the web receiver, and any given with
-  ``--subscriptions FILE`` (a JSON list in the emulator's config shape);
-- **azurite** — Blob Storage, unless ``BLOB_STORAGE`` names one.
-
-The database is whatever ``DATABASE_URL`` says (SQLite by default, PostgreSQL as in Azure). Keys
-are made up per run unless ``EVENTGRID_TOPIC_KEY`` / ``EVENTGRID_RECEIVER_KEY`` are set. Each
-process's output is shown with its name in front; Ctrl-C stops them all, the web first.
+Each process is the command Azure would run, wired as Azure wires them on 127.0.0.1: the web
+(``magictoolbox run`` with the outbox relay and the Event Grid receiver), the Functions host's
+Event Grid trigger and timers (``magictoolbox functions --http``), the Event Grid emulator
+subscribed from the app's bindings (and any ``--subscriptions FILE``), and Azurite unless
+``BLOB_STORAGE`` names a store. The database is ``DATABASE_URL``'s. Output is prefixed with each
+process's name; Ctrl-C stops them all, the web first.
 """
 
 from __future__ import annotations
@@ -35,6 +26,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from handlers.bindings import read_bindings
 from handlers.eventgrid_trigger import STATUS_PATH, event_subscriptions
 from handlers.function_app import app as function_app
+from handlers.settings import VAR_DIR
 from services.blobs.azure import azurite_connection_string
 from web.core import azurite
 from web.core.children import Child, ChildFailed, emulator_settled, wait_for
@@ -84,7 +76,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1", help="the web's address")
-        parser.add_argument("--port", type=int, default=settings.RUN_PORT, help="the web's port")
+        parser.add_argument(
+            "--port", type=int, default=settings.MAGICTOOLBOX.RUN_PORT, help="the web's port"
+        )
         parser.add_argument("--functions-port", type=int, default=7071)
         parser.add_argument("--eventgrid-port", type=int, default=6500)
         parser.add_argument(
@@ -96,7 +90,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         extra = json.loads(options["subscriptions"].read_text()) if options["subscriptions"] else []
-        var = Path(settings.VAR_DIR)
+        var = VAR_DIR
         web_url = f"http://127.0.0.1:{options['port']}"
         functions_url = f"http://127.0.0.1:{options['functions_port']}"
         eventgrid_url = f"http://127.0.0.1:{options['eventgrid_port']}"
@@ -104,9 +98,13 @@ class Command(BaseCommand):
             str(options["functions_port"]),
             str(options["eventgrid_port"]),
         )
+        config = settings.MAGICTOOLBOX
+        topic_key = config.EVENTGRID_TOPIC_KEY or secrets.token_urlsafe(24)
+        receiver_key = config.EVENTGRID_RECEIVER_KEY or secrets.token_urlsafe(24)
+        # The children inherit this environment, with what makes them Azure mode's parts.
         env = dict(os.environ)
-        env.setdefault("EVENTGRID_TOPIC_KEY", secrets.token_urlsafe(24))
-        env.setdefault("EVENTGRID_RECEIVER_KEY", secrets.token_urlsafe(24))
+        env["EVENTGRID_TOPIC_KEY"] = topic_key
+        env["EVENTGRID_RECEIVER_KEY"] = receiver_key
         env["EVENTGRID_TOPIC_ENDPOINT"] = f"{eventgrid_url}/api/events"
         env["FUNCTIONS_IN_PROCESS"] = "false"
         env["PYTHONUNBUFFERED"] = "1"
@@ -114,18 +112,14 @@ class Command(BaseCommand):
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
-            if not env.get("BLOB_STORAGE"):
-                env["BLOB_STORAGE"] = self._azurite(var, children)
-            config = var / "eventgrid-local.json"
-            config.write_text(
+            blob_storage = config.BLOB_STORAGE
+            if "BLOB_STORAGE" not in config.model_fields_set:  # not chosen: Azurite, as on Azure
+                blob_storage = env["BLOB_STORAGE"] = self._azurite(var, children)
+            emulator = var / "eventgrid-local.json"
+            emulator.write_text(
                 json.dumps(
                     emulator_config(
-                        functions_url,
-                        web_url,
-                        env["EVENTGRID_TOPIC_KEY"],
-                        env["EVENTGRID_RECEIVER_KEY"],
-                        env["BLOB_STORAGE"],
-                        extra,
+                        functions_url, web_url, topic_key, receiver_key, blob_storage, extra
                     ),
                     indent=2,
                 )
@@ -151,7 +145,7 @@ class Command(BaseCommand):
                 "eventgrid",
                 [
                     *magictoolbox,
-                    *("eventgrid-emulator", "--config", str(config), "--port", eventgrid_port),
+                    *("eventgrid-emulator", "--config", str(emulator), "--port", eventgrid_port),
                     *("--retry-scale", options["retry_scale"]),
                 ],
                 env,
@@ -162,7 +156,7 @@ class Command(BaseCommand):
             self.stdout.write(
                 self.style.SUCCESS(f"Azure mode is running: {web_url}/ (Ctrl-C stops it all)")
             )
-            self.stdout.write(f"  Event Grid topic: {eventgrid_url}/api/events  ({config})")
+            self.stdout.write(f"  Event Grid topic: {eventgrid_url}/api/events  ({emulator})")
             self.stdout.write(f"  Functions host:   {functions_url}/runtime/webhooks/EventGrid")
             self.stdout.flush()
             while not stop.is_set() and all(child.running() for child in children):

@@ -36,8 +36,9 @@ class Command(BaseCommand):
     help = "Migrate, then serve the UI, the API and the background work on one address."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--host", default=settings.RUN_HOST, help="default: RUN_HOST")
-        parser.add_argument("--port", type=int, default=settings.RUN_PORT, help="default: RUN_PORT")
+        config = settings.MAGICTOOLBOX
+        parser.add_argument("--host", default=config.RUN_HOST, help="default: RUN_HOST")
+        parser.add_argument("--port", type=int, default=config.RUN_PORT, help="default: RUN_PORT")
         parser.add_argument("--no-migrate", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -46,7 +47,7 @@ class Command(BaseCommand):
         host, port = options["host"], options["port"]
         shown_host = f"[{host}]" if ":" in host else host
         url = f"http://{shown_host}:{port}/"
-        demo = create_demo_account() if settings.DEMO_ACCOUNT else None
+        demo = create_demo_account() if settings.MAGICTOOLBOX.demo_account else None
         self.stdout.write(self.style.SUCCESS(f"MagicToolbox is starting on {url}"))
         self.stdout.write(f"  API: {url}api/v1/   docs: {url}api/docs/")
         if demo is not None:

@@ -11,13 +11,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from handlers import work
-from handlers.wiring import Dependencies
-from web import bootstrap
-from web.core.cli import add_store_argument, opened_store
+from web.core.cli import add_store_argument, command_parts
 from web.core.management.commands.projections import add_db_argument
 
 
@@ -35,16 +32,9 @@ class Command(BaseCommand):
         now = options["now"] or datetime.now(UTC)
         if now.tzinfo is None:
             now = now.replace(tzinfo=UTC)
-        with opened_store(options["store"]) as store:
-            deps = Dependencies(
-                store=store,
-                blobs=bootstrap.blob_store(),
-                registry=bootstrap.tool_registry(),
-                database_url=options["db"] or settings.DATABASE_URL,
-                source=settings.MAGICTOOLBOX_SOURCE,
-            )
-            timeouts, retries = work.sweep(deps, now)
-            expiry, temp_removed = work.expire(deps, now)
+        with command_parts(options["store"], options["db"]) as deployment:
+            timeouts, retries = work.sweep(deployment, now)
+            expiry, temp_removed = work.expire(deployment, now)
         self.stdout.write(
             f"timed out {len(timeouts.timed_out)} of {timeouts.considered} processing; "
             f"retried {len(retries.retried)} of {retries.considered} failed; "

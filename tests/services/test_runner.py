@@ -25,8 +25,10 @@ from events.catalog import Completed, EventPayload, Failed, Progress
 from events.opening import open_store
 from events.store import EventStore
 from services.blobs.local import LocalBlobStore
+from services.executions.actions import ExecutionActions, Upload
 from services.executions.commands import Cancel, Submit, TimeOut
 from services.executions.decider import Status
+from services.executions.runner import MAX_INLINE_RESULT, RunReport, ToolRunner
 from services.executions.service import ExecutionService
 from services.tools.base import (
     BaseTool,
@@ -37,8 +39,6 @@ from services.tools.base import (
     TransientToolError,
 )
 from services.tools.registry import ToolRegistry, discover
-from services.tools.runner import MAX_INLINE_RESULT, RunReport, ToolRunner
-from services.tools.submissions import Upload, submit
 
 # -- tools made for these tests -------------------------------------------------------------
 
@@ -243,16 +243,10 @@ class Harness:
         )
 
     def submit(self, tool: str, data: bytes | None = None, params: dict | None = None) -> uuid.UUID:
+        """Submitted (and uploaded), not run: the test runs it."""
         upload = None if data is None else Upload("notes.txt", [data], len(data))
-        return submit(
-            self.service,
-            self.registry,
-            self.blobs,
-            tool=tool,
-            owner="t",
-            params=params,
-            upload=upload,
-        )
+        actions = ExecutionActions(self.service, self.registry, self.blobs, self.runner)
+        return actions.submit("t", tool, params, upload, run_sync=False).execution.id
 
     def run(self, eid: uuid.UUID, **options: object) -> RunReport:
         return self.runner().run(eid, **options)  # type: ignore[arg-type]
@@ -267,7 +261,7 @@ class Harness:
         return self.events(eid)[-1]
 
     def status(self, eid: uuid.UUID) -> Status:
-        return self.service.load(eid)[0].status
+        return self.service.load(eid).state.status
 
     def blob_bytes(self, container: str, name: str) -> bytes:
         return b"".join(self.blobs.get(container, name))
@@ -348,7 +342,7 @@ def test_a_file_result_is_stored_in_processed(h: Harness) -> None:
     )
     assert h.blob_bytes("processed", ref.name) == data[::-1]
     assert (ref.size, ref.sha256) == (len(data), hashlib.sha256(data[::-1]).hexdigest())
-    assert h.service.load(eid)[0].output == ref
+    assert h.service.load(eid).state.output == ref
 
 
 def test_a_text_of_64_kib_is_still_inline(h: Harness) -> None:
@@ -459,12 +453,12 @@ def test_a_failing_tool_fails_with_a_stable_code(
     assert isinstance(failed, Failed)
     assert (failed.code, failed.retryable, failed.attempt) == (code, retryable, 1)
     assert message in failed.message
-    assert h.service.load(eid)[0].error.code == code  # type: ignore[union-attr]
+    assert h.service.load(eid).state.error.code == code  # type: ignore[union-attr]
 
 
 def test_a_missing_input_blob_fails_for_good(h: Harness) -> None:
     eid = h.submit("test-shout", b"hello")
-    upload = h.service.load(eid)[0].upload
+    upload = h.service.load(eid).state.upload
     assert upload is not None
     assert h.blobs.delete(upload.container, upload.name)
 
@@ -543,7 +537,7 @@ def test_a_cancel_while_running_stops_the_tool(hb: Harness, registry: ToolRegist
     assert time.monotonic() - started < 5  # stopped at a check, not after its 10 s of work
     names = hb.names(eid)
     assert names[-1] == "Cancelled" and "Completed" not in names
-    assert hb.service.load(eid)[0].cancel_reason == "user"
+    assert hb.service.load(eid).state.cancel_reason == "user"
     [temp_dir] = tool.temp_dirs
     assert not temp_dir.exists()
 

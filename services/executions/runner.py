@@ -1,11 +1,10 @@
 """The tool runner: carries one execution through an attempt, from Start to Completed or Failed.
 
-It is what a Function (or the sync path of a request) calls with an execution id. It reads the
-execution's state rather than trusting the message that woke it, so a duplicate or late delivery
-finds nothing to do: the decider refuses a second ``Start``, and the runner reports ``skipped``.
-Then it runs the tool with a context over the uploaded blob, stores the output in ``processed``
-and records ``Completed`` — or ``Failed`` with the error's stable code and whether another
-attempt could help (transient storage errors can; a corrupt input cannot).
+It is what a Function (or a request, for a sync tool) calls. It acts on the execution's state,
+not on the message that woke it, so a duplicate or late delivery finds nothing to do: the decider
+refuses a second ``Start`` and the runner reports ``skipped``. It runs the tool over the uploaded
+blob, stores the output in ``processed`` and records ``Completed``, or ``Failed`` with the
+error's stable code and whether another attempt could help.
 """
 
 from __future__ import annotations
@@ -21,10 +20,11 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from events.catalog import BlobRef
+from events.errors import validation_summary
 from services.blobs.store import BlobError, BlobStore
 from services.executions.commands import Command, Complete, Fail, ReportProgress, Start
-from services.executions.decider import WAITING, DomainError, ExecutionState, Status
-from services.executions.service import DEFAULT_TIMEOUT, ExecutionService, Trace
+from services.executions.decider import STARTABLE, DomainError, Status
+from services.executions.service import DEFAULT_TIMEOUT, Execution, ExecutionService, Trace
 from services.tools.base import (
     MAX_INLINE_RESULT,
     BaseTool,
@@ -52,6 +52,7 @@ class RunReport:
     code: str | None = None  # the failure code when failed
     retryable: bool = False
     attempt: int = 0
+    execution: Execution | None = None  # as the attempt left it (None: not known here)
 
 
 class ToolRunner:
@@ -76,52 +77,47 @@ class ToolRunner:
 
     def run(
         self,
-        execution_id: UUID,
+        target: UUID | Execution,
         trace: Trace | None = None,
         *,
+        tool: BaseTool | None = None,
         async_only: bool = False,
         started_here: bool = False,
     ) -> RunReport:
         """Take the execution's next attempt if it is waiting for one; otherwise do nothing.
 
-        ``async_only`` leaves sync executions alone (their request runs them inline).
-        ``started_here``: the caller recorded the attempt as started by this runner's worker id
-        (``submit(start_as=...)``); the runner runs that attempt instead of taking a new one.
+        ``target`` is an execution id, or the execution as the caller holds it (no read then);
+        ``tool`` spares the registry lookup when the caller has it. ``async_only`` leaves sync
+        executions alone (their request runs them inline). ``started_here``: the caller
+        recorded the attempt as started by this runner's worker id (in the submit's own commit);
+        the runner runs that attempt instead of taking a new one.
         """
         trace = trace or Trace()
-        state, version = self.service.load(execution_id)
+        known = self.service.load(target) if isinstance(target, UUID) else target
+        execution_id, state = known.id, known.state
         if started_here:
-            return self._run_started(execution_id, state, version, trace)
-        if async_only and state.mode == "sync":
+            if state.status is not Status.PROCESSING or state.worker_id != self.worker_id:
+                return RunReport(execution_id, "skipped", f"the execution is {state.status.value}")
+        elif async_only and state.mode == "sync":
             return RunReport(execution_id, "skipped", "a sync execution runs in its request")
-        if state.status not in WAITING:
+        elif state.status not in STARTABLE:
             return RunReport(execution_id, "skipped", f"the execution is {state.status.value}")
-        if state.input is not None and state.upload is None:
+        elif state.input is not None and state.upload is None:
             return RunReport(execution_id, "skipped", "the input file is not uploaded yet")
-        try:
-            tool: BaseTool | None = self.registry.get(state.tool)
-        except UnknownTool:
-            tool = None
-        timeout = tool.timeout if tool else DEFAULT_TIMEOUT
-        start = Start(worker_id=self.worker_id, now=self.service.clock(), timeout=timeout)
-        try:
-            started = self.service.handle(execution_id, start, trace, known=(state, version))
-        except DomainError as exc:  # another worker took it first, or it was cancelled
-            return RunReport(execution_id, "skipped", str(exc))
-        attempt = _Attempt(self, execution_id, (started.state, started.version), trace)
         if tool is None:
-            return attempt.fail("unknown_tool", f"there is no tool {state.tool!r}", False)
-        return attempt.execute(tool)
-
-    def _run_started(
-        self, execution_id: UUID, state: ExecutionState, version: int, trace: Trace
-    ) -> RunReport:
-        if state.status is not Status.PROCESSING or state.worker_id != self.worker_id:
-            return RunReport(execution_id, "skipped", f"the execution is {state.status.value}")
-        attempt = _Attempt(self, execution_id, (state, version), trace)
-        try:
-            tool = self.registry.get(state.tool)
-        except UnknownTool:
+            try:
+                tool = self.registry.get(state.tool)
+            except UnknownTool:
+                tool = None
+        if not started_here:
+            timeout = tool.timeout if tool else DEFAULT_TIMEOUT
+            start = Start(worker_id=self.worker_id, now=self.service.clock(), timeout=timeout)
+            try:
+                known = self.service.handle(execution_id, start, trace, known=known).execution
+            except DomainError as exc:  # another worker took it first, or it was cancelled
+                return RunReport(execution_id, "skipped", str(exc))
+        attempt = _Attempt(self, known, trace)
+        if tool is None:
             return attempt.fail("unknown_tool", f"there is no tool {state.tool!r}", False)
         return attempt.execute(tool)
 
@@ -129,20 +125,14 @@ class ToolRunner:
 class _Attempt:
     """One attempt of one execution: the tool run with its progress, cancellation and output."""
 
-    def __init__(
-        self,
-        runner: ToolRunner,
-        execution_id: UUID,
-        started: tuple[ExecutionState, int],
-        trace: Trace,
-    ) -> None:
+    def __init__(self, runner: ToolRunner, started: Execution, trace: Trace) -> None:
         self.runner = runner
         self.service = runner.service
-        self.execution_id = execution_id
-        self.state = started[0]
-        # The stream as this attempt last wrote or read it: the next command is decided on it
-        # without reading the stream again (a stale one costs a re-read, never a wrong event).
-        self.known: tuple[ExecutionState, int] = started
+        self.execution_id = started.id
+        self.state = started.state
+        # The execution as this attempt last wrote or read it: the next command is decided on
+        # it without reading the stream again (a stale one costs a re-read, never a wrong event).
+        self.known = started
         self.trace = trace
         self._last_progress = 0.0
         self._last_check = time.monotonic()
@@ -152,7 +142,7 @@ class _Attempt:
         try:
             params = tool.Params.model_validate(self.state.params or {})
         except ValidationError as exc:
-            return self.fail("invalid_params", _pydantic_summary(exc), False)
+            return self.fail("invalid_params", validation_summary(exc, root="params"), False)
         started = time.monotonic()
         scratch = ScratchDir(self.runner.temp_root, prefix=f"mt-{self.execution_id}-")
         try:
@@ -208,7 +198,7 @@ class _Attempt:
 
     def _handle(self, command: Command) -> None:
         outcome = self.service.handle(self.execution_id, command, self.trace, known=self.known)
-        self.known = (outcome.state, outcome.version)
+        self.known = outcome.execution
 
     def progress(self, percent: float, message: str) -> None:
         now = time.monotonic()
@@ -216,11 +206,7 @@ class _Attempt:
             return
         self._last_progress = now
         try:
-            self.service.handle(
-                self.execution_id,
-                ReportProgress(percent=percent, message=message[:500]),
-                self.trace,
-            )
+            self._handle(ReportProgress(percent=percent, message=message[:500]))
         except DomainError:  # cancelled or timed out meanwhile: the next check stops the tool
             self._stopped = True
 
@@ -232,8 +218,8 @@ class _Attempt:
         if now - self._last_check < self.runner.cancel_check_interval:
             return False
         self._last_check = now
-        current, version = self.service.load(self.execution_id)
-        self.known = (current, version)
+        self.known = self.service.load(self.execution_id)
+        current = self.known.state
         mine = current.status is Status.PROCESSING and current.attempt == self.attempt
         self._stopped = not mine
         return self._stopped
@@ -267,17 +253,16 @@ class _Attempt:
             if ref is not None:
                 self.runner.blobs.delete(ref.container, ref.name)
             return RunReport(self.execution_id, "abandoned", str(exc), attempt=self.attempt)
-        return RunReport(self.execution_id, "completed", attempt=self.attempt)
+        return self._report("completed")
 
     def fail(self, code: str, message: str, retryable: bool) -> RunReport:
         try:
             self._handle(Fail(code=code, message=message[:2000], retryable=retryable))
         except DomainError as exc:
             return RunReport(self.execution_id, "abandoned", str(exc), attempt=self.attempt)
-        return RunReport(self.execution_id, "failed", message, code, retryable, self.attempt)
+        return self._report("failed", message, code, retryable)
 
-
-def _pydantic_summary(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors()[:5]
-    )
+    def _report(
+        self, outcome: RunOutcome, detail: str = "", code: str | None = None, retry: bool = False
+    ) -> RunReport:
+        return RunReport(self.execution_id, outcome, detail, code, retry, self.attempt, self.known)

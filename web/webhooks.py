@@ -24,14 +24,14 @@ from services.webhooks.actions import (
 )
 from services.webhooks.endpoints import Endpoint
 from services.webhooks.messages import Attempt, Message
-from web import bootstrap
-from web.core.executions import owner_of
+from web.executions import owner_of
+from web.parts import parts
 
 __all__ = ["EVENT_NAMES", "MAX_DESCRIPTION", "MAX_URL", "MESSAGE_STATUSES", "Rotated"]
 
 
 def _actions() -> WebhookActions:
-    return bootstrap.webhooks()
+    return parts().webhooks
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -1,0 +1,157 @@
+"""The composition root: ``bootstrap(settings, **overrides)`` builds what a process works with.
+
+The web, the Functions app, the commands and the tests all get their parts here, built from one
+``Settings``; a test hands in its own store, blobs or registry instead of resetting anything.
+Parts that cost something to build (the relay, the webhook dispatcher) are made on first use,
+once per ``Parts``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+
+from events.database import Database
+from events.opening import open_store
+from events.store import EventStore
+from handlers.deadletters import DeadLetterStore
+from handlers.settings import Settings, load_or_exit
+from projections.projector import OnApplied, Projector
+from services.blobs import BlobStore, open_blob_store
+from services.eventgrid.relay import OutboxRelay, relay_to
+from services.executions.actions import ExecutionActions
+from services.executions.runner import ToolRunner
+from services.executions.service import ExecutionService
+from services.tools.registry import ToolRegistry, default_registry
+from services.webhooks.actions import WebhookActions
+from services.webhooks.dispatcher import WebhookDispatcher
+
+
+class Parts:
+    """Everything one deployment's process works with, wired from its settings."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: EventStore,
+        blobs: BlobStore,
+        registry: ToolRegistry,
+        *,
+        worker_id: str,
+        progress_interval: float,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.blobs = blobs
+        self.registry = registry
+        self.worker_id = worker_id  # this process's; each runner adds its thread
+        self.progress_interval = progress_interval
+        self.service = ExecutionService(store, source=settings.source, clock=clock)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._relay: OutboxRelay | None = None
+        self._dispatcher: WebhookDispatcher | None = None
+
+    @property
+    def read_models_url(self) -> str:
+        """Where the read models (and every other table beside the events) live."""
+        return self.settings.DATABASE_URL
+
+    def read_models(self) -> Database:
+        """This thread's connection to the read models' database."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = Database(self.read_models_url)
+        return db
+
+    def runner(self) -> ToolRunner:
+        """A tool runner for this thread (its worker id names the process and the thread)."""
+        return ToolRunner(
+            self.service,
+            self.blobs,
+            self.registry,
+            worker_id=f"{self.worker_id}:{threading.get_ident()}",
+            progress_interval=self.progress_interval,
+        )
+
+    @cached_property
+    def executions(self) -> ExecutionActions:
+        return ExecutionActions(self.service, self.registry, self.blobs, self.runner)
+
+    @cached_property
+    def webhooks(self) -> WebhookActions:
+        return WebhookActions(
+            self.read_models,
+            self.registry,
+            allow_loopback_http=self.settings.WEBHOOKS_ALLOW_LOOPBACK_HTTP,
+            secret_overlap=timedelta(hours=self.settings.WEBHOOK_SECRET_OVERLAP_HOURS),
+        )
+
+    def projector(self, on_applied: OnApplied | None = None) -> Projector:
+        return Projector(self.store, self.read_models_url, on_applied=on_applied)
+
+    def deadletters(self) -> DeadLetterStore:
+        return DeadLetterStore(self.read_models_url)
+
+    def relay(self) -> OutboxRelay | None:
+        """The outbox relay to the Event Grid topic, built once (None without a topic)."""
+        endpoint = self.settings.EVENTGRID_TOPIC_ENDPOINT
+        with self._lock:
+            if self._relay is None and endpoint:
+                key = self.settings.EVENTGRID_TOPIC_KEY
+                self._relay = relay_to(self.store, self.read_models_url, endpoint, key)
+            return self._relay
+
+    def dispatcher(self) -> WebhookDispatcher:
+        """The user-webhook delivery worker, built once."""
+        with self._lock:
+            if self._dispatcher is None:
+                self._dispatcher = WebhookDispatcher(
+                    self.store,
+                    self.read_models_url,
+                    allow_loopback_http=self.settings.WEBHOOKS_ALLOW_LOOPBACK_HTTP,
+                    retry_scale=self.settings.WEBHOOK_RETRY_SCALE,
+                )
+            return self._dispatcher
+
+    def close(self) -> None:
+        """Close what was opened here (a store handed in is the caller's to close)."""
+        if self._dispatcher is not None:
+            self._dispatcher.close()
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+
+
+def bootstrap(
+    settings: Settings | None = None,
+    *,
+    store: EventStore | None = None,
+    blobs: BlobStore | None = None,
+    registry: ToolRegistry | None = None,
+    worker_id: str | None = None,
+    progress_interval: float = 0.25,
+    clock: Callable[[], datetime] | None = None,
+) -> Parts:
+    """The parts of a process for ``settings`` (read from the environment when None); any part
+    given here is used instead of the one the settings name."""
+    settings = settings or load_or_exit()
+    if store is None:
+        store = open_store(settings.eventstore_url)
+    if blobs is None:
+        signing = settings.blob_signing_key().encode()
+        blobs = open_blob_store(settings.BLOB_STORAGE, signing_key=signing)
+    return Parts(
+        settings,
+        store,
+        blobs,
+        registry if registry is not None else default_registry(),
+        worker_id=worker_id or f"{socket.gethostname()}:{os.getpid()}",
+        progress_interval=progress_interval,
+        clock=clock or (lambda: datetime.now(UTC)),
+    )
