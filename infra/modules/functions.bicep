@@ -129,7 +129,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'APPLICATIONINSIGHTS_CONNECTION_STRING', value: appInsightsConnectionString }
         // DefaultAzureCredential (blobs, the Event Grid relay) signs in as this identity.
         { name: 'AZURE_CLIENT_ID', value: identityClientId }
-        // What handlers/wiring.py reads. EVENTSTORE_URL is left to default to DATABASE_URL.
+        // Settings the Functions read (handlers/settings.py). EVENTSTORE_URL defaults to DATABASE_URL.
         { name: 'DATABASE_URL', value: '@Microsoft.KeyVault(SecretUri=${databaseUrlSecretUri})' }
         { name: 'BLOB_STORAGE', value: blobStorageUrl }
         { name: 'MAGICTOOLBOX_DEPLOYMENT', value: deploymentName }
