@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing import Queue, get_context
 from uuid import uuid4
 
 from events.catalog import Submitted
-from events.envelope import execution_stream, execution_subject, new_event
+from events.database import Database
+from events.envelope import RecordedEvent, execution_stream, execution_subject, new_event
 from events.opening import open_store
 from events.store import NO_STREAM, EventStore
 from projections.projector import Projector
@@ -49,23 +50,14 @@ class StampingProjector(Projector):
     """A projector that notes when each execution's Submitted became visible in status rows."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        super().__init__(*args, on_applied=self._stamp, **kwargs)  # type: ignore[arg-type]
         self.visible: dict[str, float] = {}
-        self._pending: list[str] = []  # written only by the status projection's thread
 
-    def _write_checkpoint(self, name, position, events, db):
-        super()._write_checkpoint(name, position, events, db)
-        if name == "status":
-            self._pending = [e.stream for e in events]
-
-    def _pass(self, projection, position, db=None):
-        applied = super()._pass(projection, position, db)
-        if projection.name == "status" and self._pending:
-            now = time.monotonic()  # the batch's transaction has committed: rows are visible
-            for stream in self._pending:
-                self.visible.setdefault(stream, now)
-            self._pending = []
-        return applied
+    def _stamp(self, name: str, events: Sequence[RecordedEvent], db: Database) -> None:
+        if name == "status":  # called once the batch's transaction committed: rows are visible
+            now = time.monotonic()
+            for event in events:
+                self.visible.setdefault(event.stream, now)
 
 
 def _submit_burst(store_url: str, count: int, results: Queue) -> None:
