@@ -218,13 +218,9 @@ class Settings(BaseSettings):
         tenant = self.EVENTGRID_RECEIVER_TENANT_ID
         return f"https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys"
 
-    @property
-    def throttle_rates(self) -> dict[str, str]:
-        return {
-            "anon": self.API_THROTTLE_ANON,
-            "user": self.API_THROTTLE_USER,
-            "submit": self.API_THROTTLE_SUBMIT,
-        }
+    def throttle_rate(self, scope: str) -> str:
+        """The rate of one API throttle scope (``anon``, ``user``, ``submit``)."""
+        return getattr(self, f"API_THROTTLE_{scope.upper()}")
 
     @property
     def schedules(self) -> dict[str, str]:

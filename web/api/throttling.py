@@ -34,9 +34,7 @@ def count(cache: Any, key: str, duration: int, now: float) -> tuple[int, float]:
 
 def user_allowed(user: Any) -> bool:
     """Would ``UserThrottle`` let this user's request through? Counts it, as the throttle does."""
-    rate = parts().settings.throttle_rates.get(UserThrottle.scope)
-    if rate is None:
-        return True
+    rate = parts().settings.throttle_rate(UserThrottle.scope)
     limit, duration = throttling.SimpleRateThrottle.parse_rate(None, rate)  # type: ignore[arg-type]
     key = UserThrottle.cache_format % {"scope": UserThrottle.scope, "ident": user.pk}
     return count(default_cache, key, duration, time.time())[0] <= limit
@@ -47,13 +45,11 @@ class _WindowCounter:
     cache = default_cache
     timer = time.time
 
-    def get_rate(self) -> str | None:
-        return parts().settings.throttle_rates.get(self.scope)
+    def get_rate(self) -> str:
+        return parts().settings.throttle_rate(self.scope)
 
     def allow_request(self, request: Any, view: Any) -> bool:
         rate = self.get_rate()
-        if rate is None:
-            return True
         self.num_requests, self.duration = self.parse_rate(rate)  # type: ignore[attr-defined]
         key = self.get_cache_key(request, view)  # type: ignore[attr-defined]
         if key is None:
