@@ -200,13 +200,6 @@ def sqlite_store(sqlite_store_url: str) -> Iterator[EventStore]:
 
 
 @pytest.fixture
-def blobs(tmp_path: Path) -> LocalBlobStore:
-    store = LocalBlobStore(tmp_path / "blobs", signing_key=b"k")
-    store.setup()
-    return store
-
-
-@pytest.fixture
 def registry() -> ToolRegistry:
     tools = [Shout, Reverse, Repeat, Steps, Faulty, SyncEcho, Cancellable(), SlowFile()]
     registry = ToolRegistry(tools)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -64,13 +63,6 @@ NOTES = b"some notes\n"
 
 def notes() -> Upload:
     return Upload("notes.txt", [NOTES], len(NOTES))
-
-
-@pytest.fixture
-def blobs(tmp_path: Path) -> LocalBlobStore:
-    store = LocalBlobStore(tmp_path / "blobs", signing_key=b"k")
-    store.setup()
-    return store
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import io
 import tracemalloc
 import unicodedata
 from collections.abc import Iterator
-from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -50,13 +49,6 @@ class NoInputTool(BaseTool):
     slug = "test-no-input"
     name = "Test no input"
     category = "encoders"
-
-
-@pytest.fixture
-def blobs(tmp_path: Path) -> LocalBlobStore:
-    store = LocalBlobStore(tmp_path / "blobs", signing_key=b"k")
-    store.setup()
-    return store
 
 
 def stored(blobs: LocalBlobStore) -> list[str]:
