@@ -330,7 +330,7 @@ def markdown_table() -> str:
         default = field.default
         if isinstance(default, tuple):
             default = ",".join(default)
-        if isinstance(default, str) and default.startswith(str(PROJECT_ROOT)):
+        if isinstance(default, str):  # the checkout's own path differs from machine to machine
             default = default.replace(str(PROJECT_ROOT), "<project>")
         shown = "(unset)" if default in ("", None, ()) else f"`{default}`"
         if isinstance(default, bool):
