@@ -153,12 +153,11 @@ class ExecutionActions:
                 filename=safe_name, size=blob.size, content_type=blob.content_type
             )
             command = replace(command, input=declared)
+        run_here = run_sync and chosen.mode == "sync"
         try:
-            execution = self._record(command, blob, known, trace, chosen, run_sync)
+            execution = self._accept(command, blob, known, trace, chosen, run_here)
         except ExecutionExists:  # another submit with this key won the race just now
             return self._repeat(self.service.load(command.execution_id), chosen)
-        if run_sync and chosen.mode == "sync":
-            execution = self._run_here(execution, chosen, trace)
         return Submission(execution, chosen, created=True)
 
     def replay(self, owner: str | None, original: UUID, *, trace: Trace | None = None) -> Execution:
@@ -198,10 +197,7 @@ class ExecutionActions:
             )
         trace = trace or Trace(correlation_id=str(original), causation_id=f"replay:{original}")
         known = Execution.new(command.execution_id)
-        execution = self._record(command, copy, known, trace, chosen, run_sync=True)
-        if chosen.mode == "sync":
-            execution = self._run_here(execution, chosen, trace)
-        return execution
+        return self._accept(command, copy, known, trace, chosen, chosen.mode == "sync")
 
     # -- the owner's commands --------------------------------------------------------------------
 
@@ -238,9 +234,8 @@ class ExecutionActions:
             raise Problem(
                 "already_expired", f"execution {execution_id} is expired: its files are gone", 409
             )
-        try:  # the files first, then the event, as retention does: a retry removes nothing twice
+        try:
             self.service.decider.decide(Expire(), state)
-            refs = tuple(remove_execution_blobs(self.blobs)(state))
         except DomainError:
             raise Problem(
                 "execution_not_finished",
@@ -248,6 +243,8 @@ class ExecutionActions:
                 "cancel it first, or wait for it to finish",
                 409,
             ) from None
+        try:  # the files first, then the event, as retention does: a retry removes nothing twice
+            refs = tuple(remove_execution_blobs(self.blobs)(state))
         except StorageUnavailable as exc:
             raise Problem("storage_unavailable", str(exc), 503) from None
         return self._handle(known, Expire(blobs_removed=refs), "api:delete")
@@ -310,33 +307,34 @@ class ExecutionActions:
         except StorageUnavailable as exc:
             raise Problem("storage_unavailable", str(exc), 503) from None
 
-    def _record(
+    def _accept(
         self,
         command: Submit,
         blob: BlobRef | None,
         known: Execution,
         trace: Trace | None,
         tool: BaseTool,
-        run_sync: bool,
+        run_here: bool,
     ) -> Execution:
-        """Submitted (and Uploaded with an input, and Processing when a sync tool runs here) in
-        one commit; the stored blob is removed again if nothing comes to refer to it."""
+        """Submitted (and Uploaded with an input, and Processing when the tool runs here) in one
+        commit, then the run; the stored blob is removed again if nothing comes to refer to it."""
         commands: list[Command] = [command]
         if blob is not None:
             commands.append(RecordUpload(blob=blob))
-        if run_sync and tool.mode == "sync":
-            worker = self.runner().worker_id
-            commands.append(Start(worker_id=worker, now=self.service.clock(), timeout=tool.timeout))
+        runner = self.runner() if run_here else None
+        if runner is not None:
+            now = self.service.clock()
+            commands.append(Start(worker_id=runner.worker_id, now=now, timeout=tool.timeout))
         try:
-            return self.service.handle(command.execution_id, commands, trace, known=known).execution
+            outcome = self.service.handle(command.execution_id, commands, trace, known=known)
         except BaseException:
             if blob is not None:
                 self.blobs.delete(blob.container, blob.name)
             raise
-
-    def _run_here(self, execution: Execution, tool: BaseTool, trace: Trace | None) -> Execution:
-        report = self.runner().run(execution, trace, tool=tool, started_here=True)
-        return report.execution or self.service.load(execution.id)
+        if runner is None:
+            return outcome.execution
+        report = runner.run(outcome.execution, trace, tool=tool, started_here=True)
+        return report.execution or self.service.load(command.execution_id)
 
     def _repeat(self, existing: Execution, tool: BaseTool) -> Submission:
         """The answer to a repeated idempotent submit: the first execution, if it was for the
