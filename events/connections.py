@@ -32,6 +32,15 @@ def split_url(url: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(query=rest)), schema
 
 
+def redacted(url: str) -> str:
+    """The URL without its password, fit for error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 _writers: dict[str, threading.RLock] = {}
 _writers_lock = threading.Lock()
 

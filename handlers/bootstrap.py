@@ -19,7 +19,7 @@ from events.database import Database
 from events.opening import open_store
 from events.store import EventStore
 from handlers.deadletters import DeadLetterStore
-from handlers.settings import Settings, load_or_exit
+from handlers.settings import Settings
 from projections.projector import OnApplied, Projector
 from services.blobs import BlobStore, open_blob_store
 from services.eventgrid.relay import OutboxRelay, relay_to
@@ -123,6 +123,8 @@ class Parts:
         """Close what was opened here (a store handed in is the caller's to close)."""
         if self._dispatcher is not None:
             self._dispatcher.close()
+        if self._relay is not None:
+            self._relay.close()
         db = getattr(self._local, "db", None)
         if db is not None:
             db.close()
@@ -138,9 +140,10 @@ def bootstrap(
     progress_interval: float = 0.25,
     clock: Callable[[], datetime] | None = None,
 ) -> Parts:
-    """The parts of a process for ``settings`` (read from the environment when None); any part
-    given here is used instead of the one the settings name."""
-    settings = settings or load_or_exit()
+    """The parts of a process for ``settings`` (read from the environment when None, refusing a
+    bad value with ``SettingsError``); any part given here is used instead of the one the
+    settings name."""
+    settings = settings or Settings.from_env()
     if store is None:
         store = open_store(settings.eventstore_url)
     if blobs is None:

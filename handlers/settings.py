@@ -12,13 +12,15 @@ import os
 import re
 import secrets
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 from croniter import croniter
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from events.connections import redacted, split_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = PROJECT_ROOT / "var"  # local data: the SQLite file, blobs, the local secret key
@@ -54,6 +56,17 @@ def _rate(value: str) -> str:
     return value
 
 
+def _database_url(value: str) -> str:
+    if value.startswith(("postgres://", "postgresql://")):
+        try:
+            split_url(value)
+        except ValueError:
+            raise ValueError("expected ?schema= to be a lower-case SQL name") from None
+    elif not value.startswith("sqlite:"):
+        raise ValueError("expected sqlite:///path or postgresql://… (with an optional ?schema=)")
+    return value
+
+
 def _schedule(value: str) -> str:
     if len(value.split()) != 6 or not croniter.is_valid(value, second_at_beginning=True):
         raise ValueError("expected an NCRONTAB schedule of six fields, seconds first")
@@ -65,6 +78,7 @@ MaybeFlag = Annotated[bool | None, BeforeValidator(_flag)]  # None: decided by o
 Words = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_words)]
 Rate = Annotated[str, AfterValidator(_rate)]
 Schedule = Annotated[str, AfterValidator(_schedule)]
+DatabaseURL = Annotated[str, AfterValidator(_database_url)]
 
 
 class Settings(BaseSettings):
@@ -90,12 +104,12 @@ class Settings(BaseSettings):
     BEHIND_HTTPS_PROXY: Flag = Field(
         False, description="trust `X-Forwarded-Proto` from a proxy that ends HTTPS"
     )
-    DATABASE_URL: str = Field(
+    DATABASE_URL: DatabaseURL = Field(
         f"sqlite:///{VAR_DIR / 'magictoolbox.sqlite3'}",
         description="Django's tables and the read models (`sqlite:///…` or `postgresql://…`)",
     )
-    EVENTSTORE_URL: str = Field(
-        "", description="the event store; `DATABASE_URL` when unset (`?schema=NAME` on PostgreSQL)"
+    EVENTSTORE_URL: DatabaseURL | None = Field(
+        None, description="the event store; `DATABASE_URL` when unset (`?schema=NAME` on PG)"
     )
     BLOB_STORAGE: str = Field(
         str(VAR_DIR / "blobs"),
@@ -243,9 +257,7 @@ class Settings(BaseSettings):
 
     def blob_signing_key(self) -> str:
         """What signs the local blob store's links (Azure's are SAS URLs, signed by Azure)."""
-        if self.BLOB_SIGNING_KEY or self.SECRET_KEY or not self.local:
-            return self.BLOB_SIGNING_KEY or self.SECRET_KEY
-        return self.secret_key()
+        return self.BLOB_SIGNING_KEY or (self.secret_key() if self.local else self.SECRET_KEY)
 
 
 class _Given(Settings):
@@ -267,10 +279,14 @@ def given(values: Mapping[str, Any]) -> Settings:
         raise SettingsError(_lines(exc)) from None
 
 
-def load_or_exit(environ: Mapping[str, str] | None = None) -> Settings:
-    """The settings, or their one-line errors on stderr and exit status 2."""
+def load_or_exit(check: Callable[[Settings], object] | None = None) -> Settings:
+    """The settings from the environment, and ``check`` of them passed (e.g. ``secret_key``,
+    which only the web needs); else their one-line errors on stderr and exit status 2."""
     try:
-        return Settings.from_env(environ)
+        loaded = Settings.from_env()
+        if check is not None:
+            check(loaded)
+        return loaded
     except SettingsError as exc:
         sys.stderr.write(f"{exc}\n")
         raise SystemExit(2) from None
@@ -280,30 +296,29 @@ def _lines(exc: ValidationError) -> str:
     return "\n".join(_line(error) for error in exc.errors())
 
 
+# pydantic's error types → what the variable expects (from the error's context).
+_EXPECTED: dict[str, Callable[[dict[str, Any]], str]] = {
+    "int_parsing": lambda ctx: "expected an integer",
+    "int_type": lambda ctx: "expected an integer",
+    "float_parsing": lambda ctx: "expected a number",
+    "float_type": lambda ctx: "expected a number",
+    "greater_than": lambda ctx: f"expected a number above {ctx['gt']}",
+    "greater_than_equal": lambda ctx: f"expected a number of at least {ctx['ge']}",
+    "less_than_equal": lambda ctx: f"expected a number of at most {ctx['le']}",
+    "string_pattern_mismatch": lambda ctx: f"expected text matching {ctx['pattern']}",
+    "value_error": lambda ctx: str(ctx["error"]),  # our validators say what they expect
+}
+
+
 def _line(error: Any) -> str:
     """A pydantic error as ``NAME: expected …, got '…'``."""
     name = ".".join(str(p) for p in error["loc"]) or "settings"
-    kind, ctx = error["type"], error.get("ctx") or {}
-    expected = {
-        "int_parsing": "expected an integer",
-        "int_type": "expected an integer",
-        "float_parsing": "expected a number",
-        "float_type": "expected a number",
-        "bool_parsing": "expected true/false/1/0/yes/no",
-    }.get(kind)
-    if expected is None and kind == "greater_than":
-        expected = f"expected a number above {ctx.get('gt')}"
-    elif expected is None and kind == "greater_than_equal":
-        expected = f"expected a number of at least {ctx.get('ge')}"
-    elif expected is None and kind == "less_than_equal":
-        expected = f"expected a number of at most {ctx.get('le')}"
-    elif expected is None and kind == "string_pattern_mismatch":
-        expected = f"expected text matching {ctx.get('pattern')}"
-    elif expected is None and kind == "value_error":
-        expected = str(ctx.get("error", error["msg"]))
-    elif expected is None:
-        expected = str(error["msg"]).lower()
-    return f"{name}: {expected}, got {error['input']!r}"
+    expected = _EXPECTED.get(error["type"])
+    shown = expected(error.get("ctx", {})) if expected else str(error["msg"]).lower()
+    value = error["input"]
+    if isinstance(value, str) and "://" in value:
+        value = redacted(value)  # a URL's password never reaches a log
+    return f"{name}: {shown}, got {value!r}"
 
 
 def _local_secret_key(path: Path) -> str:

@@ -7,40 +7,34 @@ naming the variable.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import dj_database_url
 
-from handlers.settings import VAR_DIR, SettingsError, load_or_exit
+from events.connections import split_url
+from handlers.settings import VAR_DIR, Settings, load_or_exit
 
-MAGICTOOLBOX = load_or_exit()
+# The web refuses to start without a secret key outside the local deployment.
+MAGICTOOLBOX = load_or_exit(check=Settings.secret_key)
 BASE_DIR = VAR_DIR.parent
 VAR_DIR.mkdir(exist_ok=True)
 
 
 def _django_database(url: str) -> dict:
-    """dj-database-url's config, with our ``schema`` query parameter turned into a search_path."""
-    # Split by hand: urlsplit/urlunsplit would turn sqlite:////abs/path into a relative path.
-    base, _, query_text = url.partition("?")
-    query = parse_qsl(query_text, keep_blank_values=True)
-    schema = next((value for key, value in query if key == "schema"), None)
-    rest = urlencode([(key, value) for key, value in query if key != "schema"])
-    config = dj_database_url.parse(f"{base}?{rest}" if rest else base)
-    if schema:
-        config.setdefault("OPTIONS", {})["options"] = f"-c search_path={schema}"
+    """dj-database-url's config; on PostgreSQL our ``schema`` parameter becomes a search_path,
+    as the event store and the read models read it (``events.connections``)."""
+    if url.startswith("sqlite:"):
+        return dj_database_url.parse(url)
+    libpq_url, schema = split_url(url)
+    config = dj_database_url.parse(libpq_url)
+    config.setdefault("OPTIONS", {})["options"] = f"-c search_path={schema}"
     return config
 
 
 # Off by default, locally too: a user never sees a traceback, and the API answers an unknown URL
 # with problem+json rather than Django's debug page (DEBUG also records every SQL query).
 DEBUG = MAGICTOOLBOX.DEBUG
-try:
-    SECRET_KEY = MAGICTOOLBOX.secret_key()
-except SettingsError as exc:
-    import sys
-
-    sys.stderr.write(f"{exc}\n")
-    raise SystemExit(2) from None
+SECRET_KEY = MAGICTOOLBOX.secret_key()
 ALLOWED_HOSTS = list(MAGICTOOLBOX.ALLOWED_HOSTS)
 # Behind a proxy that ends HTTPS (Azure Container Apps' ingress), the request Django sees is
 # plain HTTP; the proxy's X-Forwarded-Proto says what the browser used. Trust it only there:

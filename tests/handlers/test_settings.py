@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 INVALID = {
     "MAGICTOOLBOX_DEPLOYMENT": ("Prod Ction!", "expected text matching"),
     "DEBUG": ("maybe", "expected true/false/1/0/yes/no"),
+    "DATABASE_URL": ("mysql://db/app", "expected sqlite:///path or postgresql://"),
+    "EVENTSTORE_URL": ("postgresql://db/app?schema=Drop;", "expected ?schema= to be a lower-case"),
     "BEHIND_HTTPS_PROXY": ("sometimes", "expected true/false/1/0/yes/no"),
     "FUNCTIONS_IN_PROCESS": ("on", "expected true/false/1/0/yes/no"),
     "PROJECTOR_IN_PROCESS": ("2", "expected true/false/1/0/yes/no"),
@@ -109,4 +111,14 @@ def test_the_readme_lists_every_setting_as_the_class_does() -> None:
     assert found, "README.md has no <!-- settings --> table"
     assert found.group(1).strip() == markdown_table(), (
         "the README's settings table is stale: regenerate it with `python -m handlers.settings`"
+    )
+
+
+def test_a_refused_url_is_shown_without_its_password() -> None:
+    refused = run_cli("check", DATABASE_URL="postgresql://app:hunter2@db/app?schema=Not-This")
+    assert refused.returncode == 2
+    assert "hunter2" not in refused.stderr + refused.stdout
+    assert refused.stderr.strip() == (
+        "DATABASE_URL: expected ?schema= to be a lower-case SQL name, "
+        "got 'postgresql://app:***@db/app?schema=Not-This'"
     )

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import psycopg
 from django.core.management.base import CommandError
 
+from events.connections import redacted
 from events.envelope import RecordedEvent
 from events.errors import EventStoreError
 from events.opening import open_store
@@ -30,15 +30,6 @@ def add_store_argument(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="event store URL (sqlite:///path or postgresql://…); default: EVENTSTORE_URL",
     )
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, fit for error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @contextmanager

@@ -10,9 +10,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from events import checkpoints
+from events.connections import redacted
 from events.database import Database
 from projections.projector import Projector
-from web.core.cli import add_store_argument, checkpoint_lines, opened_store, redacted
+from web.core.cli import add_store_argument, checkpoint_lines, opened_store
 from web.parts import parts
 
 

@@ -18,9 +18,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from events import checkpoints
+from events.connections import redacted
 from events.database import Database
 from services.eventgrid.relay import RELAY_CHECKPOINT, relay_to
-from web.core.cli import add_store_argument, checkpoint_lines, opened_store, redacted
+from web.core.cli import add_store_argument, checkpoint_lines, opened_store
 from web.parts import parts
 
 
