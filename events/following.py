@@ -76,7 +76,6 @@ class FeedFollower:
         self.linger = linger
         self.position: int | None = None  # None: ask ``start`` before the next read
         self.failures = 0  # in a row; 0 once a pass succeeds
-        self.last_error: str | None = None
         self.retry_at = 0.0  # time.monotonic() before which no pass is tried after a failure
 
     # -- one pass --------------------------------------------------------------------------------
@@ -166,11 +165,10 @@ class FeedFollower:
         if self.failures:
             log.info("%s recovered at position %s", self.name, self.position)
         self.failures = 0
-        self.last_error = None
 
     def _failed(self, exc: Exception) -> None:
         self.failures += 1
-        self.last_error = describe(exc)
+        error = describe(exc)
         delay = self.backoff.delay(self.failures)
         self.retry_at = time.monotonic() + delay
         # The whole traceback once per streak; after that one line a time.
@@ -179,11 +177,11 @@ class FeedFollower:
             self.name,
             self.failures,
             delay,
-            self.last_error,
+            error,
             exc_info=exc if self.failures == 1 else None,
         )
         if self.on_error is not None:
             try:
-                self.on_error(self.last_error)
+                self.on_error(error)
             except Exception:
                 log.exception("%s: could not record the failure", self.name)

@@ -52,6 +52,8 @@ class Checkpoint(Protocol):
     def record_error(self, error: str) -> None:
         """Keep the last failure where a status command in another process can see it."""
 
+    def close(self) -> None: ...
+
 
 @dataclass
 class RelayStatus:
@@ -187,6 +189,9 @@ class OutboxRelay:
         while not stop.is_set():
             self.run_once(stop)
             self.store.wait_for(self.status.checkpoint, timeout=self.idle_timeout)
+
+    def close(self) -> None:
+        self.checkpoint.close()
 
     def start(self) -> tuple[threading.Thread, threading.Event]:
         stop = threading.Event()

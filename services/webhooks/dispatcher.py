@@ -65,6 +65,7 @@ class WebhookDispatcher:
         self._threads_lock = threading.Lock()
         self._db_thread: ThreadPoolExecutor | None = None
         self._feed_thread: ThreadPoolExecutor | None = None
+        self._made = 0  # messages made by the fan-out pass under way
         self.fan_out = FeedFollower(
             store,
             self._fan_out_batch,
@@ -130,6 +131,7 @@ class WebhookDispatcher:
         return self._made
 
     def _fan_out_batch(self, events: Sequence[RecordedEvent], after: int) -> int | None:
+        """The follower's process, on the database thread; counts the messages it made."""
         made = messages.fan_out(self._db, events, after)
         if made is None:
             return None  # another worker moved the checkpoint: read from there
