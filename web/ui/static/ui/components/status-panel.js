@@ -29,7 +29,7 @@ export function StatusPanel(root) {
     setText($("status-text"), execution.status);
     setStatusClass($("status-badge"), execution.status);
     setText($("status-message"), isFinished(execution) ? "" : execution.progress_message || "");
-    setProgress(execution.status === "completed" ? 100 : Number(execution.percent || 0));
+    setProgress(Number(execution.percent || 0)); // 100 once completed: the server says so
 
     const hasResult = execution.result !== null && execution.result !== undefined;
     setText($("result"), hasResult ? execution.result : "");
