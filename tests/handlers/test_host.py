@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import azure.functions as func
 import pytest
@@ -270,3 +271,29 @@ def test_deliveries_waiting_to_retry_do_not_stall_the_other_events(
         assert host.checkpoint < store.read_all(0)[0].position + 1
     finally:
         host.stop()
+
+
+def test_a_deployment_from_before_the_shared_checkpoints_keeps_its_hosts_position(
+    store_url: str,
+) -> None:
+    """Upgrading must not make the host deliver the whole feed again from position 0."""
+    with Database(store_url) as db:
+        db.execute(  # as the host made it before
+            db.ddl(
+                "CREATE TABLE functions_checkpoints (name TEXT PRIMARY KEY, "
+                "position {bigint} NOT NULL, updated_at {ts} NOT NULL)"
+            )
+        )
+        db.execute(
+            "INSERT INTO functions_checkpoints VALUES (?, ?, ?)",
+            ("functions", 42, datetime.now(UTC)),
+        )
+
+    letters = DeadLetterStore(store_url)
+    letters.setup()
+    assert stored_checkpoint(letters, "functions") == 42
+
+    with Database(store_url) as db:
+        checkpoints.write(db, "functions", 50)
+    letters.setup()  # every start: the old row never drags a newer position back
+    assert stored_checkpoint(letters, "functions") == 50
