@@ -97,6 +97,9 @@ class Processing(EventPayload):
     attempt: int = Field(ge=1)
     worker_id: str = Field(min_length=1, max_length=200)
     deadline: datetime
+    # The worker renews a lease this long while it lives (its heartbeat); a run whose worker's
+    # lease ran out is failed with ``worker_lost`` and retried at once. None: before leases.
+    lease_seconds: float | None = Field(default=None, gt=0)
 
     def summary(self) -> str:
         return f"attempt {self.attempt} by {self.worker_id}"
@@ -139,9 +142,17 @@ class Failed(EventPayload):
     message: str = Field(max_length=2000)
     retryable: bool
     attempt: int = Field(ge=0)
+    # When another attempt comes by itself (None: none will, unless the owner asks), and how
+    # many attempts the tool allows in all. Recorded by whoever failed the attempt, so readers
+    # need not know the tool or the backoff to say "retrying in 25 s, attempt 2 of 3".
+    next_attempt_at: datetime | None = None
+    max_attempts: int | None = Field(default=None, ge=1)
 
     def summary(self) -> str:
-        return f"{self.code}: {self.message}" + (" (retryable)" if self.retryable else "")
+        text = f"{self.code}: {self.message}" + (" (retryable)" if self.retryable else "")
+        if self.next_attempt_at is not None:
+            text += f"; next attempt at {self.next_attempt_at:%H:%M:%S}"
+        return text
 
 
 class Cancelled(EventPayload):

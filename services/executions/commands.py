@@ -36,6 +36,7 @@ class Start:
     worker_id: str
     now: datetime
     timeout: timedelta  # the tool's deadline: Processing past now + timeout is timed out
+    lease_seconds: float | None = None  # the worker's lease (None: no heartbeat is kept)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,19 @@ class Fail:
     code: str
     message: str
     retryable: bool
+    # When the next automatic attempt comes (None: none will) and the attempts allowed in all.
+    next_attempt_at: datetime | None = None
+    max_attempts: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoseWorker:
+    """The worker running ``attempt`` is gone (its process died, its lease ran out)."""
+
+    worker_id: str
+    attempt: int
+    next_attempt_at: datetime | None = None
+    max_attempts: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +88,8 @@ class Retry:
 @dataclass(frozen=True, slots=True)
 class TimeOut:
     now: datetime
+    next_attempt_at: datetime | None = None
+    max_attempts: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +104,7 @@ Command = (
     | ReportProgress
     | Complete
     | Fail
+    | LoseWorker
     | Cancel
     | Retry
     | TimeOut

@@ -5,6 +5,7 @@
     Failed (retryable) → Retried → Processing …
     Submitted / Uploaded / Processing / Retried → Cancelled
     Processing past its deadline → Failed(timeout, retryable)
+    Processing whose worker is gone → Failed(worker_lost, retryable)
     Completed / Failed / Cancelled → Expired
 
 ``decide`` returns the events a command produces or raises a ``DomainError`` naming why the
@@ -44,6 +45,7 @@ from services.executions.commands import (
     Complete,
     Expire,
     Fail,
+    LoseWorker,
     RecordUpload,
     ReportProgress,
     Retry,
@@ -53,6 +55,7 @@ from services.executions.commands import (
 )
 
 TIMEOUT_CODE = "timeout"
+WORKER_LOST_CODE = "worker_lost"
 
 
 class Status(StrEnum):
@@ -145,6 +148,9 @@ class ExecutionState:
     attempt: int = 0
     worker_id: str | None = None
     deadline: datetime | None = None
+    lease_seconds: float | None = None  # the running worker keeps a lease this long
+    next_attempt_at: datetime | None = None  # a failure's automatic retry is due then
+    max_attempts: int | None = None  # as the last failure recorded it
     percent: float = 0.0
     progress_message: str = ""
     output: BlobRef | None = None
@@ -187,6 +193,8 @@ def evolve(state: ExecutionState, event: EventPayload) -> ExecutionState:
                 attempt=event.attempt,
                 worker_id=event.worker_id,
                 deadline=event.deadline,
+                lease_seconds=event.lease_seconds,
+                next_attempt_at=None,
                 percent=0.0,
                 progress_message="",
                 error=None,
@@ -203,11 +211,16 @@ def evolve(state: ExecutionState, event: EventPayload) -> ExecutionState:
             )
         case Failed():
             error = ErrorInfo(event.code, event.message, event.retryable)
-            return replace(state, error=error)
+            return replace(
+                state,
+                error=error,
+                next_attempt_at=event.next_attempt_at,
+                max_attempts=event.max_attempts,
+            )
         case Cancelled():
-            return replace(state, cancel_reason=event.reason)
+            return replace(state, cancel_reason=event.reason, next_attempt_at=None)
         case Retried():
-            return state
+            return replace(state, next_attempt_at=None)
         case Expired():
             return replace(state, ended_as=ended_as, blobs_removed=tuple(event.blobs_removed))
     raise TypeError(f"evolve does not know {type(event).__name__}")
@@ -287,6 +300,7 @@ def _decide(command: Command, state: ExecutionState) -> list[EventPayload]:
                     attempt=state.attempt + 1,
                     worker_id=command.worker_id,
                     deadline=command.now + command.timeout,
+                    lease_seconds=command.lease_seconds,
                 )
             ]
         case ReportProgress():
@@ -311,6 +325,27 @@ def _decide(command: Command, state: ExecutionState) -> list[EventPayload]:
                     message=command.message,
                     retryable=command.retryable,
                     attempt=state.attempt,
+                    next_attempt_at=command.next_attempt_at if command.retryable else None,
+                    max_attempts=command.max_attempts,
+                )
+            ]
+        case LoseWorker():
+            _require(state, name, {Status.PROCESSING})
+            if state.worker_id != command.worker_id or state.attempt != command.attempt:
+                raise IllegalTransition(
+                    f"LoseWorker: attempt {state.attempt} is run by {state.worker_id}, "
+                    f"not attempt {command.attempt} by {command.worker_id}",
+                    state.status,
+                )
+            return [
+                Failed(
+                    code=WORKER_LOST_CODE,
+                    message=f"the worker {command.worker_id} running attempt "
+                    f"{state.attempt} is gone",
+                    retryable=True,
+                    attempt=state.attempt,
+                    next_attempt_at=command.next_attempt_at,
+                    max_attempts=command.max_attempts,
                 )
             ]
         case TimeOut():
@@ -325,6 +360,8 @@ def _decide(command: Command, state: ExecutionState) -> list[EventPayload]:
                     message=f"attempt {state.attempt} passed its deadline {state.deadline}",
                     retryable=True,
                     attempt=state.attempt,
+                    next_attempt_at=command.next_attempt_at,
+                    max_attempts=command.max_attempts,
                 )
             ]
         case Cancel():

@@ -25,6 +25,13 @@ MB = 1024 * 1024
 GLOBAL_MAX_UPLOAD = 500 * MB
 MAX_INLINE_RESULT = 64 * 1024  # characters of an inline result (Completed.result's max_length)
 
+# The limits a run gets when its tool declares none (the runner enforces them: README "Limits").
+SYNC_TIME_LIMIT = timedelta(seconds=10)  # a sync tool's run is part of a request
+ASYNC_TIME_LIMIT = timedelta(minutes=5)
+DEFAULT_MAX_MEMORY = 1024 * MB  # address space the tool may add to its worker's
+DEFAULT_MAX_OUTPUT = 100 * MB  # the output file (or text), checked while it is written
+DEFAULT_MAX_SCRATCH = 1024 * MB  # everything in the run's scratch directory at once
+
 
 def derived_name(filename: str, tag: str, ext: str, fallback: str = "output") -> str:
     """``photo.png`` → ``photo-rotated.png``: a download is named after its upload."""
@@ -62,6 +69,13 @@ class ToolCancelled(ToolError):
     code = "cancelled"
 
 
+class OutputTooLarge(ToolError):
+    """The output would pass the tool's ``max_output``: raised before the work when a tool can
+    tell from its input (pages, pixels), and by the runner when a write passes the limit."""
+
+    code = "output_too_large"
+
+
 class TransientToolError(ToolError):
     """Something outside the tool failed for now (a busy resource): worth another attempt."""
 
@@ -92,9 +106,27 @@ class BaseTool:
     # file; the tool works from its params alone.
     accepts: ClassVar[dict[str, str]] = {}
     max_size: ClassVar[int] = GLOBAL_MAX_UPLOAD  # the tool's own limit (never above global)
-    timeout: ClassVar[timedelta] = timedelta(minutes=5)  # one attempt's deadline
+    # One attempt's wall-clock limit (and deadline): 10 s for a sync tool, 5 minutes for an
+    # async one, unless the tool says otherwise.
+    timeout: ClassVar[timedelta]
+    cpu_limit: ClassVar[timedelta | None] = None  # CPU seconds of one attempt; None: timeout
+    max_memory: ClassVar[int] = DEFAULT_MAX_MEMORY
+    max_output: ClassVar[int] = DEFAULT_MAX_OUTPUT
+    max_scratch: ClassVar[int] = DEFAULT_MAX_SCRATCH
     max_attempts: ClassVar[int] = 3
     output: ClassVar[OutputKind] = OutputKind.FILE
+    _timeout_declared: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "timeout" in cls.__dict__:
+            cls._timeout_declared = True
+        elif not getattr(cls, "_timeout_declared", False):
+            cls.timeout = SYNC_TIME_LIMIT if cls.mode == "sync" else ASYNC_TIME_LIMIT
+
+    @property
+    def cpu_time_limit(self) -> timedelta:
+        return self.cpu_limit if self.cpu_limit is not None else self.timeout
 
     @property
     def takes_input(self) -> bool:
@@ -121,6 +153,13 @@ class BaseTool:
             "accepts": dict(self.accepts),
             "max_size": self.upload_limit,
             "timeout_s": int(self.timeout.total_seconds()),
+            "limits": {
+                "time_s": self.timeout.total_seconds(),
+                "cpu_s": self.cpu_time_limit.total_seconds(),
+                "memory": self.max_memory,
+                "output": self.max_output,
+                "scratch": self.max_scratch,
+            },
             "max_attempts": self.max_attempts,
             "output": self.output.value,
         }
@@ -281,6 +320,7 @@ __all__ = [
     "InvalidParams",
     "NoParams",
     "Output",
+    "OutputTooLarge",
     "OutputKind",
     "OutputSink",
     "ScratchDir",

@@ -38,6 +38,7 @@ from services.executions.commands import (
     Retry,
     Start,
     Submit,
+    LoseWorker,
     TimeOut,
 )
 from services.executions.decider import (
@@ -382,6 +383,7 @@ COMMANDS: dict[str, Command] = {
     "ReportProgress": ReportProgress(50.0, "half"),
     "Complete": Complete(1000, result="ok"),
     "Fail": Fail("tool_crashed", "boom", retryable=True),
+    "LoseWorker": LoseWorker("worker-1", 1),
     "Cancel": Cancel("no longer needed"),
     "Retry": Retry(max_attempts=3),
     "TimeOut": TimeOut(DEADLINE + timedelta(minutes=1)),
@@ -393,7 +395,7 @@ LEGAL: dict[str, set[str]] = {
     "submitted, file-less": {"Start", "Cancel"},
     "submitted, awaiting upload": {"RecordUpload", "Cancel"},
     "uploaded": {"Start", "Cancel"},
-    "processing": {"ReportProgress", "Complete", "Fail", "TimeOut", "Cancel"},
+    "processing": {"ReportProgress", "Complete", "Fail", "LoseWorker", "TimeOut", "Cancel"},
     "completed": {"Expire"},
     "failed, retryable": {"Retry", "Expire"},
     "failed, final": {"Expire"},
@@ -457,6 +459,8 @@ REFUSALS = [
     *[pytest.param(STATES[s], COMMANDS[c], id=f"{c} when {s}") for s, c in ILLEGAL_PAIRS],
     pytest.param(RUNNING, Complete(10), id="Complete without output"),
     pytest.param(RUNNING, TimeOut(NOW), id="TimeOut before deadline"),
+    pytest.param(RUNNING, LoseWorker("worker-2", 1), id="LoseWorker of another worker"),
+    pytest.param(RUNNING, LoseWorker("worker-1", 2), id="LoseWorker of another attempt"),
     pytest.param(RUNNING, ReportProgress(150), id="ReportProgress over 100 percent"),
     pytest.param(RUNNING, Fail("Tool Crashed", "", False), id="Fail with a malformed code"),
 ]
@@ -561,6 +565,14 @@ COMMAND_STRATEGIES = {
     "cancel": (1, st.builds(Cancel, reason=st.just("stop"))),
     "retry": (4, st.builds(Retry, max_attempts=st.integers(1, 5), by_owner=st.booleans())),
     "timeout": (2, st.builds(TimeOut, now=minutes)),
+    "lose": (
+        1,
+        st.builds(
+            LoseWorker,
+            worker_id=st.sampled_from(["worker-1", "worker-2"]),
+            attempt=st.integers(1, 3),
+        ),
+    ),
     "expire": (
         1,
         st.builds(Expire, blobs_removed=st.sampled_from([(), (UPLOAD,), (UPLOAD, OUTPUT)])),
