@@ -33,12 +33,12 @@ from services.executions.commands import (
     Complete,
     Expire,
     Fail,
+    LoseWorker,
     RecordUpload,
     ReportProgress,
     Retry,
     Start,
     Submit,
-    LoseWorker,
     TimeOut,
 )
 from services.executions.decider import (
