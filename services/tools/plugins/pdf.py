@@ -6,6 +6,10 @@ entries and total unpacked size, entries copied out by our own names (never extr
 macOS resource forks skipped. pypdf reads lazily and fails in many ways on broken files, so all
 work on a PDF runs inside ``pdf_errors``, which turns any parse failure into ``invalid_pdf``;
 encrypted PDFs are refused up front with ``encrypted_pdf``. Page ranges read like "1-3,5,8-".
+
+A split copies into every part the fonts and images its pages use, so a small PDF whose pages
+share a big resource splits into a huge zip. The split counts the pages it would write before it
+writes any, and the bytes of the zip while it writes, and stops with ``output_too_large``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from services.tools.base import (
     BaseTool,
     InvalidInput,
     InvalidParams,
+    OutputTooLarge,
     ToolContext,
     ToolError,
     derived_name,
@@ -36,6 +41,9 @@ from services.tools.base import (
 
 MAX_ZIP_ENTRIES = 200
 MAX_UNZIPPED = 500 * MB
+# Pages one split may write. Far beyond what anyone pages through in a zip, and it bounds the
+# parts (each a whole PDF, with its own copy of what its pages use) before any is written.
+MAX_SPLIT_PAGES = 1000
 _RANGE = re.compile(r"(\d+)(?:\s*(-)\s*(\d+)?)?")
 
 
@@ -162,9 +170,14 @@ class PdfSplit(_PdfTool):
     name = "Split PDF"
     description = (
         'Split a PDF into one PDF per page range ("1-3,5,8-"; default: one per page), '
-        "delivered as a .zip."
+        "delivered as a .zip. At most 1000 pages."
     )
     Params = SplitParams
+    max_split_pages: ClassVar[int] = MAX_SPLIT_PAGES
+    # An honest split writes about its input again (at most max_size) plus a little per part;
+    # the headroom is for the fonts parts share. Beyond it the parts are copying one big
+    # resource over and over (2.1 MB became 210 MB): that is what the running check stops.
+    max_output = 128 * MB
 
     def run(self, ctx: ToolContext) -> None:
         params: SplitParams = ctx.params  # type: ignore[assignment]
@@ -175,7 +188,9 @@ class PdfSplit(_PdfTool):
             reader = open_pdf(source.path(), source.filename)
             count = len(reader.pages)
             ranges = resolve_ranges(params.ranges, count) or [(n, n) for n in range(1, count + 1)]
+            self.check_pages(source.filename, count, ranges)
             width = len(str(count))  # zero-padded numbers keep the zip listing in page order
+            written = 0  # compressed bytes in the zip so far
             with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
                 for done, (first, last) in enumerate(ranges, start=1):
                     writer = PdfWriter()
@@ -188,12 +203,29 @@ class PdfSplit(_PdfTool):
                     if last != first:
                         label += f"-{last:0{width}d}"
                     archive.writestr(f"{stem}-p{label}.pdf", buffer.getvalue())
+                    written += archive.infolist()[-1].compress_size
+                    if written > self.max_output:
+                        raise OutputTooLarge(
+                            f"the split passed {_megabytes(self.max_output)}, the most it may "
+                            f"write, after {done:,} of its {len(ranges):,} parts: each part "
+                            "carries its own copy of the fonts and images its pages use"
+                        )
                     ctx.progress(5 + 90 * done / len(ranges), f"pages {label}")
         ctx.output.file(
             out,
             derived_name(source.filename, "split", ".zip", fallback="document"),
             "application/zip",
         )
+
+    def check_pages(self, name: str, count: int, ranges: list[tuple[int, int]]) -> None:
+        """Refuse, before writing anything, a split that would write too many pages."""
+        pages = sum(last - first + 1 for first, last in ranges)
+        if pages > self.max_split_pages:
+            raise OutputTooLarge(
+                f"splitting {name} would write {pages:,} pages (it has {count:,}); at most "
+                f"{self.max_split_pages:,} pages can be split at once: choose ranges, "
+                f'such as "1-{min(count, self.max_split_pages)}"'
+            )
 
 
 class PdfRotate(_PdfTool):
@@ -283,6 +315,10 @@ def page_numbers(text: str | None, count: int) -> list[int]:
     return sorted(
         {n for first, last in resolve_ranges(text, count) for n in range(first, last + 1)}
     )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / MB:.4g} MB"
 
 
 def _is_pdf_entry(entry: zipfile.ZipInfo) -> bool:

@@ -7,7 +7,10 @@ not only its size.
 from __future__ import annotations
 
 import io
+import resource
 import struct
+import time
+import warnings
 import zlib
 from pathlib import Path
 from typing import Any
@@ -16,8 +19,14 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from services.tools.base import InvalidInput
-from services.tools.plugins.image import ImageConvert, ImageResize, ImageRotate
+from services.tools.base import MB, InvalidInput, OutputTooLarge
+from services.tools.plugins.image import (
+    ImageConvert,
+    ImageResize,
+    ImageRotate,
+    rotate,
+    rotated_size,
+)
 from tests.services.tools.plugin_runs import BLUE, GREEN, RED, YELLOW, near, quadrants, run_tool
 
 
@@ -186,3 +195,143 @@ def test_image_tools_refuse_decompression_bombs(tmp_path: Path, side: int) -> No
     with pytest.raises(InvalidInput) as caught:
         run_tool(ImageConvert(), tmp_path, {"format": "jpeg"}, path)
     assert caught.value.code == "image_too_large"
+
+
+def blank_png(width: int, height: int) -> bytes:
+    """A real, decodable black PNG, compressed row by row: a few hundred KB on disk that would
+    be hundreds of MB decoded, made without ever holding the pixels."""
+    row = bytes(1 + 3 * width)  # filter byte, then RGB
+    compressor = zlib.compressobj(9)
+    data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    header = png_header(width, height)
+    return header[:-12] + _png_chunk(b"IDAT", data) + header[-12:]  # IDAT before IEND
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(kind + data)
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+@pytest.fixture(scope="module")
+def attack_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shape of the attack: 9400 x 9400 (just under the decoding limit) in ~0.3 MB."""
+    path = tmp_path_factory.mktemp("attack") / "small.png"
+    path.write_bytes(blank_png(9400, 9400))
+    return path
+
+
+def max_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
+
+
+def test_image_rotate_refuses_an_output_past_the_pixel_cap_before_decoding(
+    tmp_path: Path, attack_png: Path
+) -> None:
+    assert attack_png.stat().st_size < MB
+    rss_before, started = max_rss_mb(), time.monotonic()
+    with pytest.raises(OutputTooLarge) as caught:
+        run_tool(ImageRotate(), tmp_path, {"angle": 45}, attack_png)
+    elapsed, grown = time.monotonic() - started, max_rss_mb() - rss_before
+    assert caught.value.code == "output_too_large"
+    assert str(caught.value) == (
+        "the rotated image would be 13,294 x 13,294 pixels (176.7 megapixels); "
+        "the limit is 50 megapixels"
+    )
+    # Refused from the header: not the 0.35 GB decode, let alone the 1.7 GB, 22 s rotation.
+    assert elapsed < 1 and grown < 100
+    assert not list((tmp_path / "work-image-rotate").glob("output*"))
+
+
+def test_image_tools_never_refuse_an_output_no_bigger_than_the_input(
+    tmp_path: Path, png: Path
+) -> None:
+    # The cap is on growth: a quarter turn or a resize down of a big photo is always made.
+    class Rotate(ImageRotate):
+        max_output_pixels = 100  # the input has 800
+
+    class Resize(ImageResize):
+        max_output_pixels = 100
+
+    with Image.open(run_tool(Rotate(), tmp_path, {"angle": 90}, png).path) as rotated:
+        assert rotated.size == (20, 40)
+    with Image.open(run_tool(Resize(), tmp_path, {"width": 30}, png).path) as resized:
+        assert resized.size == (30, 15)
+
+
+def test_image_resize_refuses_an_output_past_the_pixel_cap(tmp_path: Path, png: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(OutputTooLarge) as caught:
+        run_tool(
+            ImageResize(), tmp_path, {"width": 8000, "height": 8000, "keep_aspect": False}, png
+        )
+    assert time.monotonic() - started < 1
+    assert caught.value.code == "output_too_large"
+    assert str(caught.value) == (
+        "the resized image would be 8,000 x 8,000 pixels (64.0 megapixels); "
+        "the limit is 50 megapixels"
+    )
+    assert not list((tmp_path / "work-image-resize").glob("output*"))
+
+
+class TinyRotate(ImageRotate):
+    max_output_pixels = 1000  # the real cap is 50 megapixels; the check is the same
+
+
+class TinyResize(ImageResize):
+    max_output_pixels = 1000
+
+
+@pytest.mark.parametrize(
+    ("tool", "params", "size"),
+    [
+        (TinyRotate(), {"angle": 90}, (20, 40)),  # 800 px: not bigger than the input
+        (TinyRotate(), {"angle": 2}, (42, 22)),  # 924 px
+        (TinyResize(), {"width": 44}, (44, 22)),  # 968 px
+        (TinyResize(), {"width": 50, "height": 20, "keep_aspect": False}, (50, 20)),  # 1000 px
+    ],
+)
+def test_image_tools_make_outputs_up_to_the_pixel_cap(
+    tmp_path: Path, png: Path, tool: ImageRotate | ImageResize, params: dict[str, Any], size: Any
+) -> None:
+    with Image.open(run_tool(tool, tmp_path, params, png).path) as made:
+        assert made.size == size
+
+
+@pytest.mark.parametrize(
+    ("tool", "params", "words"),
+    [
+        (TinyRotate(), {"angle": 3}, "the rotated image would be 42 x 24 pixels"),
+        (TinyResize(), {"width": 46}, "the resized image would be 46 x 23 pixels"),
+    ],
+)
+def test_image_tools_refuse_outputs_past_the_pixel_cap(
+    tmp_path: Path, png: Path, tool: ImageRotate | ImageResize, params: dict[str, Any], words: str
+) -> None:
+    with pytest.raises(OutputTooLarge, match=words) as caught:
+        run_tool(tool, tmp_path, params, png)
+    assert caught.value.code == "output_too_large"
+
+
+@pytest.mark.parametrize("angle", [1, 30, 45, 89, 91, 135, -10, 359])
+@pytest.mark.parametrize("size", [(40, 20), (7, 13), (333, 17)])
+def test_rotated_size_is_what_pillow_makes(angle: int, size: tuple[int, int]) -> None:
+    # The cap is checked on this prediction, so it must be the size the rotation really has.
+    made = rotate(Image.new("L", size), angle, transparent_corners=False)
+    assert rotated_size(size, angle) == made.size
+
+
+@pytest.mark.parametrize("pillow", ["warns", "warnings are errors", "its check is off"])
+def test_image_tools_refuse_decompression_bombs_however_pillow_is_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pillow: str
+) -> None:
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_header(10_000, 10_000))  # past Pillow's limit, under twice it: a warning
+    if pillow == "its check is off":
+        monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    action = "error" if pillow == "warnings are errors" else "ignore"
+    with warnings.catch_warnings():
+        warnings.simplefilter(action, Image.DecompressionBombWarning)
+        with pytest.raises(InvalidInput) as caught:
+            run_tool(ImageConvert(), tmp_path, {"format": "jpeg"}, path)
+    assert caught.value.code == "image_too_large"
+    assert "89.5 megapixels" in str(caught.value)

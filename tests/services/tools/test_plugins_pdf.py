@@ -6,15 +6,25 @@ Pages have different widths, so order and page selection show in the output.
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 from pypdf import PdfReader, PdfWriter
+from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
-from services.tools.base import BaseTool, InvalidInput, InvalidParams, ToolCancelled, local_context
-from services.tools.plugins.pdf import PdfMerge, PdfRotate, PdfSplit
+from services.tools.base import (
+    MB,
+    BaseTool,
+    InvalidInput,
+    InvalidParams,
+    OutputTooLarge,
+    ToolCancelled,
+    local_context,
+)
+from services.tools.plugins.pdf import MAX_SPLIT_PAGES, PdfMerge, PdfRotate, PdfSplit
 from tests.services.tools.plugin_runs import run_tool
 
 
@@ -192,3 +202,72 @@ def test_pdf_split_stops_when_cancelled(tmp_path: Path) -> None:
         ctx.is_cancelled = lambda: next(checks) >= 10
         PdfSplit().run(ctx)
     assert 5 <= len(progress) < 60 and ctx.output.result is None
+
+
+def shared_image_pdf(pages: int, image_size: int) -> bytes:
+    """A PDF whose pages all use one image of random bytes: small, but every part of a split
+    carries its own copy of the image (the shape of the 2.1 MB PDF that split into 210 MB)."""
+    first = PdfWriter()
+    image = DecodedStreamObject()
+    image.set_data(os.urandom(image_size))  # random: deflate in the zip cannot shrink it
+    image[NameObject("/Subtype")] = NameObject("/Image")
+    first.add_blank_page(100, 100)[NameObject("/Resources")] = DictionaryObject(
+        {NameObject("/XObject"): DictionaryObject({NameObject("/Im0"): image})}
+    )
+    buffer = io.BytesIO()
+    first.write(buffer)
+    # Cloned, the image is one indirect object that every page's resources can point to.
+    writer = PdfWriter(clone_from=PdfReader(buffer))
+    resources = writer.pages[0].raw_get("/Resources")
+    for _ in range(pages - 1):
+        writer.add_blank_page(100, 100)[NameObject("/Resources")] = resources
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+def test_pdf_split_stops_as_soon_as_the_zip_passes_max_output(tmp_path: Path) -> None:
+    class SmallSplit(PdfSplit):
+        max_output = 1 * MB  # the real limit is 128 MB; the check is the same
+
+    part = 64 * 1024
+    path = tmp_path / "shared.pdf"
+    path.write_bytes(shared_image_pdf(100, part))
+    assert path.stat().st_size < 2 * part  # 100 pages, one image: the whole split is ~6.4 MB
+    work = tmp_path / "work"
+    work.mkdir()
+    ctx = local_context(PdfSplit.Params(), work, path, "application/pdf")
+    parts_written: list[float] = []
+    ctx.report_progress = lambda percent, message: parts_written.append(percent)
+    with pytest.raises(OutputTooLarge) as caught:
+        SmallSplit().run(ctx)
+    assert caught.value.code == "output_too_large"
+    assert "passed 1 MB" in str(caught.value) and "of its 100 parts" in str(caught.value)
+    assert ctx.output.result is None
+    # It stopped at the limit plus the part that passed it, not after all 100 parts.
+    written = sum(p.stat().st_size for p in work.glob("*.zip"))
+    assert MB < written < MB + 2 * part
+    assert len(parts_written) < 20
+    # The same PDF is an honest split for the real tool: about 6.4 MB, far under its limit.
+    result = run_tool(PdfSplit(), tmp_path, {}, path)
+    with zipfile.ZipFile(result.path) as archive:
+        assert len(archive.namelist()) == 100
+
+
+def test_pdf_split_refuses_more_pages_than_the_cap_before_writing(tmp_path: Path) -> None:
+    path = tmp_path / "long.pdf"
+    path.write_bytes(pdf_bytes([100] * (MAX_SPLIT_PAGES + 1)))
+    work = tmp_path / f"work-{PdfSplit.slug}"
+    for ranges, pages in ((None, "1,001"), ("1-600,400-1001", "1,202")):
+        with pytest.raises(OutputTooLarge) as caught:
+            run_tool(PdfSplit(), tmp_path, {"ranges": ranges}, path)
+        assert caught.value.code == "output_too_large"
+        assert str(caught.value) == (
+            f"splitting long.pdf would write {pages} pages (it has 1,001); at most 1,000 pages "
+            'can be split at once: choose ranges, such as "1-1000"'
+        )
+        assert list(work.glob("*.zip")) == []  # refused before the zip was opened
+    # Ranges within the cap split the same PDF.
+    result = run_tool(PdfSplit(), tmp_path, {"ranges": "1-3,1001"}, path)
+    with zipfile.ZipFile(result.path) as archive:
+        assert archive.namelist() == ["long-p0001-0003.pdf", "long-p1001.pdf"]
