@@ -15,11 +15,13 @@ from events.database import Database
 from events.envelope import RecordedEvent
 from projections.projection import (
     LIVE,
+    RETRYING,
     STATUS_AFTER,
     Index,
     Table,
     execution_events,
     load_rows,
+    status_after,
 )
 
 TABLE = "execution_history"
@@ -80,11 +82,11 @@ class HistoryProjection:
                 ]
             elif row is None:
                 continue  # no Submitted: not an execution
-            row[STATUS] = STATUS_AFTER[e.kind]
-            if e.kind in _FINISHING:
-                row[FINISHED_AT] = e.event.time
-            elif e.kind == "Retried":
+            row[STATUS] = status_after(e.kind, e.data)
+            if row[STATUS] == RETRYING:  # after Retried, or a failure with a retry to come
                 row[FINISHED_AT] = None
+            elif e.kind in _FINISHING or (e.kind == "Expired" and row[FINISHED_AT] is None):
+                row[FINISHED_AT] = e.event.time
             changed[e.execution_id] = row
         db.upsert(table, COLUMNS, list(changed.values()))
 

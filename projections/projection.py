@@ -7,7 +7,7 @@ applying the feed in any batch sizes, or rebuilding it, gives the same rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -21,6 +21,17 @@ LIVE = "proj_"
 # The status each event type leads an execution to, as the catalog states it for the decider
 # too; Progress changes none.
 STATUS_AFTER = {m.name: m.status for m in EXECUTION_EVENTS if m.status is not None}
+RETRYING = "retrying"
+
+
+def status_after(kind: str, data: Mapping[str, Any]) -> str:
+    """The status an event leads an execution to, as readers see it: the catalog's, except that
+    a failure with its next attempt scheduled is ``retrying``, not ``failed``: it is not over.
+    (The decider keeps such an execution ``failed`` until ``Retried``: that is when it may be
+    started again.)"""
+    if kind == "Failed" and data.get("next_attempt_at") is not None:
+        return RETRYING
+    return STATUS_AFTER[kind]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +57,58 @@ class Projection(Protocol):
 
 
 def create_tables(db: Database, projection: Projection, prefix: str = LIVE) -> None:
+    """Create the projection's tables and indexes that are missing, and add the columns a table
+    made by an older version lacks (they must be nullable: their rows get NULL until a rebuild)."""
     for table in projection.tables:
-        db.execute(db.ddl(f"CREATE TABLE IF NOT EXISTS {prefix}{table.name} ({table.columns})"))
+        name = prefix + table.name
+        db.execute(db.ddl(f"CREATE TABLE IF NOT EXISTS {name} ({table.columns})"))
+        present = set(live_columns(db, name))
+        for column, definition in column_definitions(table.columns).items():
+            if column not in present:
+                # IF NOT EXISTS: two PostgreSQL setups may both have seen the column missing.
+                guard = "IF NOT EXISTS " if db.dialect == "postgresql" else ""
+                db.execute(db.ddl(f"ALTER TABLE {name} ADD COLUMN {guard}{definition}"))
         for index in table.indexes:
             db.execute(
                 f"CREATE INDEX IF NOT EXISTS {prefix}{index.name} "
                 f"ON {prefix}{table.name} ({index.columns})"
             )
+
+
+_CONSTRAINTS = frozenset({"PRIMARY", "UNIQUE", "CHECK", "FOREIGN", "CONSTRAINT"})
+
+
+def column_definitions(body: str) -> dict[str, str]:
+    """The column definitions of a CREATE TABLE body by column name (table constraints left
+    out), e.g. ``{"status": "status TEXT NOT NULL", …}``."""
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(body):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(body[start:i])
+            start = i + 1
+    parts.append(body[start:])
+    found = {}
+    for part in parts:
+        definition = " ".join(part.split())
+        if definition and definition.split()[0].upper() not in _CONSTRAINTS:
+            found[definition.split()[0].lower()] = definition
+    return found
+
+
+def live_columns(db: Database, table: str) -> list[str]:
+    """The columns the table has in the database (lower case)."""
+    if db.dialect == "sqlite":
+        return [row[1].lower() for row in db.execute(f"PRAGMA table_info({table})")]
+    rows = db.execute(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = ?",
+        (table,),
+    )
+    return [row[0].lower() for row in rows]
 
 
 def drop_tables(db: Database, projection: Projection, prefix: str) -> None:

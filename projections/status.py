@@ -1,25 +1,29 @@
 """The status read model: one row per execution with what the UI and API poll.
 
-Each event's status comes from the catalog (as the decider's does); the fold flattens the rest of
-its data into columns. Tests compare the rows with the decider's states on random histories.
+Each event's status comes from the catalog (as the decider's does), except that a failure with
+its next attempt scheduled reads ``retrying``: it is not finished, and ``due_retries`` finds it
+when its time comes. The fold flattens the rest of the data into columns. Tests compare the rows
+with the decider's states on random histories.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from events.database import Database
 from events.envelope import RecordedEvent
 from projections.projection import (
     LIVE,
+    RETRYING,
     STATUS_AFTER,
     Index,
     Table,
     execution_events,
     load_rows,
+    status_after,
 )
 
 TABLE = "execution_status"
@@ -47,6 +51,8 @@ COLUMNS = (
     "updated_at",
     "stream_version",
     "replay_of",
+    "next_attempt_at",
+    "max_attempts",
 )
 (
     EXECUTION_ID,
@@ -72,6 +78,8 @@ COLUMNS = (
     UPDATED_AT,
     STREAM_VERSION,
     REPLAY_OF,
+    NEXT_ATTEMPT_AT,
+    MAX_ATTEMPTS,
 ) = range(len(COLUMNS))
 
 
@@ -98,10 +106,14 @@ class ExecutionStatus:
     error_retryable: bool | None
     submitted_at: datetime
     started_at: datetime | None  # the last Processing
-    finished_at: datetime | None  # Completed, Failed or Cancelled
+    finished_at: datetime | None  # Completed, a final Failed, Cancelled (or Expired)
     updated_at: datetime
     stream_version: int
     replay_of: str | None
+    # When the automatic retry of the last failure is due: set while the status is retrying
+    # after a Failed, None once Retried (waiting for a worker) and in every other status.
+    next_attempt_at: datetime | None = None
+    max_attempts: int | None = None  # the attempts the tool allows, as the last Failed said
 
 
 class StatusProjection:
@@ -133,10 +145,16 @@ class StatusProjection:
             finished_at {ts},
             updated_at {ts} NOT NULL,
             stream_version INTEGER NOT NULL,
-            replay_of TEXT
+            replay_of TEXT,
+            next_attempt_at {ts},
+            max_attempts INTEGER
             """,
-            # The sweeper asks for executions by status (processing; finished, by age).
-            (Index("status_by_status", "status, updated_at"),),
+            # The sweeper asks for executions by status (processing; finished, by age) and for
+            # the retries that are due.
+            (
+                Index("status_by_status", "status, updated_at"),
+                Index("status_retries_due", "status, next_attempt_at"),
+            ),
         ),
     )
 
@@ -165,7 +183,7 @@ def fold(row: list[Any], kind: str, data: dict[str, Any], event: RecordedEvent) 
         return  # a type this model does not read: not even updated_at moves
     at = event.time
     if kind in STATUS_AFTER:
-        row[STATUS] = STATUS_AFTER[kind]
+        row[STATUS] = status_after(kind, data)
     if kind == "Submitted":
         row[EXECUTION_ID] = data["execution_id"]
         row[TOOL] = data["tool"]
@@ -186,6 +204,7 @@ def fold(row: list[Any], kind: str, data: dict[str, Any], event: RecordedEvent) 
         row[PROGRESS_MESSAGE] = ""
         row[ERROR_CODE] = row[ERROR_MESSAGE] = row[ERROR_RETRYABLE] = None
         row[STARTED_AT] = at
+        row[NEXT_ATTEMPT_AT] = None
     elif kind == "Progress":
         row[PERCENT] = float(data["percent"])
         row[PROGRESS_MESSAGE] = data.get("message", "")
@@ -199,17 +218,35 @@ def fold(row: list[Any], kind: str, data: dict[str, Any], event: RecordedEvent) 
         row[ERROR_CODE] = data["code"]
         row[ERROR_MESSAGE] = data["message"]
         row[ERROR_RETRYABLE] = bool(data["retryable"])
-        row[FINISHED_AT] = at
+        # As the decider keeps them: both from the event, so a final failure clears the time.
+        row[NEXT_ATTEMPT_AT] = _time(data.get("next_attempt_at"))
+        row[MAX_ATTEMPTS] = data.get("max_attempts")
+        # A failure with another attempt coming has not finished the run.
+        row[FINISHED_AT] = None if row[STATUS] == RETRYING else at
     elif kind == "Cancelled":
         row[FINISHED_AT] = at
+        row[NEXT_ATTEMPT_AT] = None
     elif kind == "Retried":
         row[FINISHED_AT] = None  # waiting for a worker again: not finished any more
-    # Expired: finished_at stays the time it ended.
+        row[NEXT_ATTEMPT_AT] = None
+    elif kind == "Expired":
+        # It ended when it ended, or now if a retry was still pending (which it drops).
+        row[FINISHED_AT] = row[FINISHED_AT] or at
+        row[NEXT_ATTEMPT_AT] = None
     row[UPDATED_AT] = at
     row[STREAM_VERSION] = event.version
 
 
 KNOWN = frozenset({*STATUS_AFTER, "Progress"})
+
+
+def _time(value: str | datetime | None) -> datetime | None:
+    """A time from an event's JSON data (ISO text) as an aware datetime (UTC when it says none)."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def get(db: Database, execution_id: str, prefix: str = LIVE) -> ExecutionStatus | None:
@@ -255,6 +292,20 @@ def in_status(
         f"SELECT {', '.join(COLUMNS)} FROM {prefix}{TABLE} WHERE status IN ({marks}) "
         "ORDER BY updated_at LIMIT ?",
         (*statuses, limit),
+    )
+    return [ExecutionStatus(*r) for r in rows]
+
+
+def due_retries(
+    db: Database, now: datetime, limit: int = 1000, prefix: str = LIVE
+) -> list[ExecutionStatus]:
+    """Rows waiting for an automatic retry that is due by ``now``, the longest-due first (the
+    sweeper's candidates: it sends ``Retry``, which the decider refuses if they are stale)."""
+    rows = db.execute(
+        f"SELECT {', '.join(COLUMNS)} FROM {prefix}{TABLE} "
+        "WHERE status = ? AND next_attempt_at IS NOT NULL AND next_attempt_at <= ? "
+        "ORDER BY next_attempt_at, execution_id LIMIT ?",
+        (RETRYING, now, limit),
     )
     return [ExecutionStatus(*r) for r in rows]
 

@@ -1,5 +1,8 @@
 """Tool statistics: executions per tool by current status, and how long completed runs took.
 
+A failure with its automatic retry still to come counts as ``retrying``, not ``failed``: ``failed``
+counts only runs that ended so.
+
 Counts move as executions move between statuses, so the projection keeps each execution's
 current status and tool in a table of its own. Percentiles are computed in Python from the stored
 durations, which is fine while a tool has thousands of runs, not millions.
@@ -20,6 +23,7 @@ from projections.projection import (
     Table,
     execution_events,
     load_rows,
+    status_after,
 )
 
 EXECUTIONS = "tool_stats_executions"
@@ -71,7 +75,7 @@ class ToolStatsProjection:
         durations = []
         for e in batch:
             row = rows.get(e.execution_id)
-            status = STATUS_AFTER[e.kind]
+            status = status_after(e.kind, e.data)  # a failure with a retry to come: retrying
             if e.kind == "Submitted":
                 if row is not None:
                     delta[row[1], row[2]] -= 1  # a second Submitted cannot happen; be exact anyway

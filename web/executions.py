@@ -53,12 +53,25 @@ def _tool_name(slug: str) -> str:
         return slug
 
 
+def decided_status(row: ExecutionStatus) -> Status:
+    """The decider's status for a row: a failure whose automatic retry is pending reads
+    ``retrying`` but is still ``failed`` to the decider (it takes a ``Retry`` to re-queue it)."""
+    if row.status == Status.RETRYING and row.next_attempt_at is not None:
+        return Status.FAILED
+    return Status(row.status)
+
+
 def represent(row: ExecutionStatus, tool: BaseTool | None = None) -> dict[str, Any]:
-    """An execution as the API and the live updates show it (``tool``: its tool, if at hand)."""
+    """An execution as the API and the live updates show it (``tool``: its tool, if at hand).
+
+    ``finished`` is the row's own status: a pending retry (``retrying``) is never finished. The
+    ``actions`` are the commands the decider accepts, so they follow its status instead.
+    """
     status = Status(row.status)
+    decided = decided_status(row)
     output_filename = row.output_blob.rsplit("/", 1)[-1] if row.output_blob else None
     actions = decider.actions(
-        status,
+        decided,
         awaiting_input=bool(row.input_filename and not row.input_blob),
         has_output=output_filename is not None,
     )
@@ -74,6 +87,8 @@ def represent(row: ExecutionStatus, tool: BaseTool | None = None) -> dict[str, A
         "percent": float(row.percent),
         "progress_message": row.progress_message,
         "attempt": row.attempt,
+        "max_attempts": row.max_attempts,
+        "next_attempt_at": _iso(row.next_attempt_at),
         "input_filename": row.input_filename,
         "result": row.result,
         "output_filename": output_filename,
@@ -84,7 +99,7 @@ def represent(row: ExecutionStatus, tool: BaseTool | None = None) -> dict[str, A
                 "message": row.error_message,
                 "retryable": bool(row.error_retryable),
             }
-            if row.error_code and status is Status.FAILED
+            if row.error_code and decided is Status.FAILED  # failed, or its retry is pending
             else None
         ),
         "submitted_at": _iso(row.submitted_at),

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 from events.database import Database
 from projections import history
 from projections.projector import Projector
+from services.executions.commands import Fail, Start
 from services.executions.service import ExecutionService
-from tests.projections.support import catch_up, complete_run, failed_run, submit
+from tests.projections.support import LATER, catch_up, complete_run, failed_run, submit
 
 
 def ticking_clock(start: datetime):
@@ -54,3 +55,17 @@ def test_recent_by_tool_and_limit(store, projector: Projector, db: Database) -> 
     assert [r.status for r in runs] == ["submitted", "failed", "completed"]
     assert runs[0].finished_at is None
     assert history.recent(db, "nobody") == []
+
+
+def test_a_failure_with_a_retry_to_come_is_listed_as_retrying_and_unfinished(
+    service: ExecutionService, projector: Projector, db: Database
+) -> None:
+    execution_id = submit(service, owner="alice", with_input=False)
+    service.handle(execution_id, Start("worker-1", datetime.now(UTC), LATER))
+    due = datetime.now(UTC) + timedelta(seconds=30)
+    service.handle(execution_id, Fail("timeout", "too slow", True, next_attempt_at=due))
+    catch_up(projector)
+
+    [run] = history.recent(db, "alice")
+    assert (run.status, run.finished_at) == ("retrying", None)
+    assert history.recent(db, "alice", status="failed") == []

@@ -33,7 +33,7 @@ from services.executions.commands import (
     Start,
     TimeOut,
 )
-from services.executions.decider import DomainError, Status, execution
+from services.executions.decider import DomainError, ExecutionState, Status, execution
 from services.executions.service import ExecutionService
 from tests.events.factories import blob
 from tests.projections.support import LATER, catch_up, snapshot, submit
@@ -45,15 +45,20 @@ complete = st.one_of(
     st.builds(lambda ms: Complete(duration_ms=ms, result="aGVsbG8="), st.integers(0, 10**6)),
     st.builds(lambda ms: Complete(duration_ms=ms, output=blob("processed")), st.integers(0, 10**6)),
 )
+# A retryable failure may have its automatic retry scheduled (then it reads "retrying").
+scheduled = st.none() | st.builds(lambda s: NOW + timedelta(seconds=s), st.integers(1, 3600))
+allowed = st.none() | st.integers(1, 5)
 fail = st.builds(
-    lambda code, retryable: Fail(code, f"{code} happened", retryable),
+    lambda code, retryable, at, most: Fail(code, f"{code} happened", retryable, at, most),
     st.sampled_from(["bad_input", "upstream_down", "oom"]),
     st.booleans(),
+    scheduled,
+    allowed,
 )
 retry = st.builds(Retry, st.integers(1, 4), st.booleans())  # max_attempts, by_owner
 start = st.just(Start("worker-1", NOW, LATER))
 upload = st.builds(lambda: RecordUpload(blob=blob()))
-timeout = st.just(TimeOut(NOW + timedelta(days=30)))
+timeout = st.builds(TimeOut, st.just(NOW + timedelta(days=30)), scheduled, allowed)
 any_command = st.one_of(
     upload, start, progress, complete, fail, retry, timeout, st.just(Cancel()), st.just(Expire())
 )
@@ -90,6 +95,17 @@ def play(service: ExecutionService, data: st.DataObject) -> list[UUID]:
     return ids
 
 
+FINISHED_STATUSES = {"completed", "failed", "cancelled", "expired"}
+
+
+def shown_status(state: ExecutionState) -> str:
+    """The read side's status: ``retrying`` exactly when the decider's state is RETRYING, or
+    FAILED with its automatic retry scheduled."""
+    if state.status is Status.FAILED and state.next_attempt_at is not None:
+        return Status.RETRYING.value
+    return state.status.value
+
+
 SETTINGS = settings(
     max_examples=40,
     deadline=None,
@@ -114,7 +130,11 @@ def test_status_rows_agree_with_the_decider(
         )
         row = status.get(db, str(execution_id))
         assert row is not None
-        assert row.status == state.status.value
+        assert row.status == shown_status(state)
+        assert (row.finished_at is not None) == (row.status in FINISHED_STATUSES)
+        expected_next = state.next_attempt_at if state.status is not Status.EXPIRED else None
+        assert row.next_attempt_at == expected_next
+        assert row.max_attempts == state.max_attempts
         assert row.attempt == state.attempt
         assert row.percent == state.percent
         assert row.progress_message == state.progress_message

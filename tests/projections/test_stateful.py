@@ -46,6 +46,7 @@ COMMANDS = st.one_of(
     st.just(Complete(duration_ms=10, output=blob("processed"))),
     st.just(Complete(duration_ms=3, result="aGk=")),
     st.builds(lambda r: Fail("tool_crashed", "exit 1", r), st.booleans()),
+    st.just(Fail("tool_crashed", "exit 1", True, NOW + timedelta(seconds=30), 3)),
     st.builds(Retry, st.integers(1, 4), st.booleans()),
     st.just(TimeOut(NOW + timedelta(hours=1))),
     st.just(Cancel("changed my mind")),
@@ -60,7 +61,8 @@ NEXT = {
     Status.PROCESSING: [
         ReportProgress(40, "halfway"),
         Fail("tool_crashed", "exit 1", True),
-        TimeOut(NOW + timedelta(hours=1)),
+        Fail("tool_crashed", "exit 1", True, NOW + timedelta(seconds=30), 3),
+        TimeOut(NOW + timedelta(hours=1), NOW + timedelta(hours=1, seconds=30), 3),
         Complete(duration_ms=10, output=blob("processed")),
     ],
     Status.FAILED: [Retry(max_attempts=3), Retry(max_attempts=3, by_owner=True), Expire()],
@@ -120,7 +122,7 @@ class ExecutionsMachine(RuleBasedStateMachine):
         else:
             self.accepted += 1
 
-    @rule(execution=executions, choice=st.integers(0, 3))
+    @rule(execution=executions, choice=st.integers(0, 5))
     def advance(self, execution: uuid.UUID, choice: int) -> None:
         """A command that is legal now, so histories get far (retries, expiry) in few steps."""
         state = self.service.load(execution).state
@@ -143,7 +145,12 @@ class ExecutionsMachine(RuleBasedStateMachine):
             with self.projector._lock:
                 row = status.get(self.projector.db, str(state.execution_id))
             assert row is not None, stream
-            assert row.status == state.status.value
+            # A failure with its retry scheduled reads "retrying"; the decider keeps it FAILED.
+            pending = state.status is Status.FAILED and state.next_attempt_at is not None
+            assert row.status == (Status.RETRYING.value if pending else state.status.value)
+            assert row.max_attempts == state.max_attempts
+            if row.status == Status.RETRYING.value:
+                assert row.finished_at is None and row.next_attempt_at == state.next_attempt_at
             assert row.attempt == state.attempt
             assert row.percent == pytest.approx(state.percent)
             assert row.stream_version == events[-1].version

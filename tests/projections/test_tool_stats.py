@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from events.database import Database
 from projections import tool_stats
 from projections.projector import Projector
-from services.executions.commands import Cancel, Expire, Start
+from services.executions.commands import Cancel, Expire, Fail, Start
 from services.executions.service import ExecutionService
 from tests.projections.support import LATER, catch_up, complete_run, failed_run, submit
 
@@ -32,6 +32,19 @@ def test_counts_follow_executions_between_statuses(
     assert stats.executions == 4
     assert stats.completed_runs == 1  # the expired one completed in 10 ms
     assert stats.p50_ms == stats.p95_ms == 10
+
+
+def test_a_failure_with_a_retry_to_come_counts_as_retrying_not_failed(
+    service: ExecutionService, projector: Projector, db: Database
+) -> None:
+    execution_id = submit(service, tool="pdf-merge", with_input=False)
+    service.handle(execution_id, Start("worker-1", datetime.now(UTC), LATER))
+    due = datetime.now(UTC) + timedelta(seconds=30)
+    service.handle(execution_id, Fail("timeout", "too slow", True, next_attempt_at=due))
+    failed_run(service, tool="pdf-merge")
+    catch_up(projector)
+
+    assert tool_stats.tool_stats(db)["pdf-merge"].counts == {"retrying": 1, "failed": 1}
 
 
 def test_percentiles_per_tool(

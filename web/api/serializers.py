@@ -75,23 +75,49 @@ class ExecutionSerializer(serializers.Serializer):
     tool_name = serializers.CharField()
     category = serializers.CharField()
     mode = serializers.ChoiceField(choices=["sync", "async"])
-    status = serializers.ChoiceField(choices=STATUSES)
-    finished = serializers.BooleanField()
+    status = serializers.ChoiceField(
+        choices=STATUSES,
+        help_text="`retrying`: an attempt failed and another one is coming by itself, at "
+        "`next_attempt_at`, or as soon as a worker is free when that is null; the run is not "
+        "finished. `failed`: it ended so (no attempt comes unless you ask for a retry).",
+    )
+    finished = serializers.BooleanField(
+        help_text="true once no further attempt will come by itself (completed, failed, "
+        "cancelled, expired); never while `retrying`: poll until this is true"
+    )
     percent = serializers.FloatField()
     progress_message = serializers.CharField(allow_blank=True)
-    attempt = serializers.IntegerField()
+    attempt = serializers.IntegerField(help_text="the last attempt started (0: none yet)")
+    max_attempts = serializers.IntegerField(
+        allow_null=True,
+        help_text="the attempts the tool allows in all, as the last failure recorded it (null "
+        "when none did)",
+    )
+    next_attempt_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="when the automatic retry of the last failure is due (status `retrying`); "
+        "null when none is scheduled (a retry waiting for a worker, or no retry)",
+    )
     input_filename = serializers.CharField(allow_null=True)
     result = serializers.CharField(allow_null=True, allow_blank=True)
     output_filename = serializers.CharField(allow_null=True)
     duration_ms = serializers.IntegerField(allow_null=True)
-    error = ErrorInfoSerializer(allow_null=True)
+    error = ErrorInfoSerializer(
+        allow_null=True,
+        help_text="why the last attempt failed: while `failed`, and while its automatic retry "
+        "is scheduled (`next_attempt_at` set)",
+    )
     submitted_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
     updated_at = serializers.DateTimeField()
     replay_of = serializers.UUIDField(allow_null=True)
     version = serializers.IntegerField(help_text="its stream's version: orders its states")
-    actions = serializers.ListField(child=serializers.ChoiceField(choices=ACTIONS))
+    actions = serializers.ListField(
+        child=serializers.ChoiceField(choices=ACTIONS),
+        help_text="what you may ask now. While a failure's retry is scheduled: `retry` (at once, "
+        "not at `next_attempt_at`), `replay`, `delete`; `cancel` only once it is re-queued",
+    )
     links = LinksSerializer()
 
 

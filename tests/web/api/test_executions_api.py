@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 from PIL import Image
 from rest_framework.test import APIClient
 
+from services.executions.commands import Fail, Start
 from tests.web.api.conftest import png
 from tests.web.deployment import Deployment
 
@@ -277,6 +280,39 @@ def test_retry_a_failure_runs_another_attempt(alice: APIClient, deployment: Depl
 
     done = encode(alice).json()
     assert_problem(alice.post(f"/api/v1/executions/{done['id']}/retry/"), 409, "illegal_transition")
+
+
+def test_a_failure_with_its_retry_scheduled_is_retrying_and_not_finished(
+    alice: APIClient, deployment: Deployment
+) -> None:
+    queued = rotate(alice).json()
+    execution_id, location = UUID(queued["id"]), queued["links"]["self"]
+    assert (queued["next_attempt_at"], queued["max_attempts"]) == (None, None)
+    service = deployment.parts.service
+    service.handle(execution_id, Start("worker-1", datetime.now(UTC), timedelta(minutes=5)))
+    due = datetime(2030, 1, 1, 12, 0, 25, tzinfo=UTC)
+    service.handle(
+        execution_id, Fail("timeout", "too slow", True, next_attempt_at=due, max_attempts=3)
+    )
+    unprojected = alice.get(location).json()  # from the stream: the projector has not run
+    deployment.project()
+    pending = alice.get(location).json()
+    assert pending == unprojected
+    assert pending["status"] == "retrying" and pending["finished"] is False
+    assert (pending["next_attempt_at"], pending["max_attempts"]) == ("2030-01-01T12:00:25Z", 3)
+    assert (pending["attempt"], pending["finished_at"]) == (1, None)
+    assert pending["error"] == {"code": "timeout", "message": "too slow", "retryable": True}
+    # What the decider accepts now: a retry at once, not a cancel (until it is re-queued).
+    assert "retry" in pending["actions"] and "cancel" not in pending["actions"]
+    listed = alice.get("/api/v1/executions/?status=retrying").json()["results"]
+    assert [e["id"] for e in listed] == [queued["id"]]
+    assert alice.get("/api/v1/executions/?status=failed").json()["results"] == []
+
+    requeued = alice.post(f"{location}retry/").json()
+    assert requeued["status"] == "retrying" and requeued["finished"] is False
+    assert (requeued["next_attempt_at"], requeued["max_attempts"]) == (None, 3)
+    assert "cancel" in requeued["actions"] and "retry" not in requeued["actions"]
+    assert alice.post(f"{location}cancel/").json()["finished"] is True
 
 
 def test_replay_runs_the_same_tool_params_and_input_as_a_new_execution(

@@ -7,7 +7,8 @@ import base64
 import hashlib
 import io
 import re
-from uuid import uuid4
+from datetime import UTC, datetime, timedelta
+from uuid import UUID, uuid4
 
 import pytest
 from django.contrib.auth.models import User
@@ -15,6 +16,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from PIL import Image
 
+from services.executions.commands import Fail, Retry, Start
 from tests.web.ui.page import Page, attr, has, text
 
 pytestmark = pytest.mark.django_db
@@ -113,6 +115,39 @@ def test_an_async_tool_takes_an_upload_and_its_result_is_downloadable(
     assert attr(link, "href") == f"/api/v1/executions/{execution_id}/download/"
     assert "cat-rotated.png" in text(link)
     assert timeline_names(page)[-1] == "Completed"
+
+
+def test_a_pending_retry_counts_down_to_its_next_attempt_not_shown_as_a_failure(
+    signed_in: Client, deployment
+) -> None:
+    execution_id = run(signed_in, "image-rotate", {"angle": 90}, file=png("cat.png"))
+    service = deployment.parts.service
+    service.handle(UUID(execution_id), Start("worker-1", datetime.now(UTC), timedelta(minutes=5)))
+    due = datetime.now(UTC) + timedelta(seconds=90)
+    service.handle(
+        UUID(execution_id),
+        Fail("timeout", "too slow", True, next_attempt_at=due, max_attempts=3),
+    )
+    deployment.project()
+
+    page = Page(signed_in.get(f"/executions/{execution_id}/"))
+    assert text(page.by_id("status-text")) == "retrying"
+    assert not has(page.by_id("status-retry"), "hidden")
+    note = page.by_id("status-retry-note")
+    assert re.fullmatch(r"Retrying in 1 min (29|30) s \(attempt 2 of 3\)", text(note)), text(note)
+    assert attr(note, "aria-hidden") == "true"  # the ticking count; screen readers hear the time:
+    assert text(page.by_id("status-retry-said")).startswith("Retrying at 20")
+    error = page.by_id("status-error")  # the attempt's failure: a warning, not the run's end
+    assert "alert-warning" in attr(error, "class").split() and not has(error, "hidden")
+    assert text(page.by_id("error-lead")) == "Attempt 1 failed:"
+    assert text(page.one("dd", data_summary="status")) == "retrying"
+
+    service.handle(UUID(execution_id), Retry())  # re-queued: waiting for a worker
+    deployment.project()
+    page = Page(signed_in.get(f"/executions/{execution_id}/"))
+    waiting = "Retrying: waiting for a worker (attempt 2 of 3)"
+    assert text(page.by_id("status-retry-note")) == text(page.by_id("status-retry-said")) == waiting
+    assert not has(page.one("form", data_action="cancel"), "hidden")
 
 
 def test_a_file_tool_asks_for_its_file(signed_in: Client, deployment) -> None:

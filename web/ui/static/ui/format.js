@@ -31,3 +31,16 @@ export function duration(ms) {
 export function eventName(type) {
   return String(type || "").split(".").pop();
 }
+
+/* A wait as people read it: "25 s", "4 min 5 s", "1 h 2 min" (the server's `wait` too). */
+export function wait(seconds) {
+  if (seconds < 60) return `${seconds} s`;
+  if (seconds < 3600) {
+    const rest = seconds % 60;
+    const minutes = Math.floor(seconds / 60);
+    return rest ? `${minutes} min ${rest} s` : `${minutes} min`;
+  }
+  const hours = Math.floor(seconds / 3600);
+  const minutes = Math.floor((seconds % 3600) / 60);
+  return minutes ? `${hours} h ${minutes} min` : `${hours} h`;
+}

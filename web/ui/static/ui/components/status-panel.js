@@ -1,10 +1,12 @@
 /* The status panel (ui/_status_panel.html) on the tool and execution pages: shows one
  * execution's status, progress, result, download and error, and which action forms apply (only
  * those in the execution's `actions`). It is an aria-live region, so it writes only what changed.
+ * A pending retry counts down to its next attempt in an aria-hidden line (ticking every second
+ * would be read out every second); screen readers get the time it is due instead.
  */
 
 import { setHidden, setStatusClass, setText } from "../dom.js";
-import { isFinished } from "../executions.js";
+import { isFinished, retryNote, retrySaid } from "../executions.js";
 
 export function StatusPanel(root) {
   const $ = (id) => document.getElementById(id);
@@ -12,6 +14,25 @@ export function StatusPanel(root) {
   const sampleId = root.dataset.sampleId || "";
   const progress = $("status-progress");
   const bar = progress ? progress.querySelector(".progress-bar") : null;
+
+  let ticker = null;
+
+  function showRetry(execution) {
+    clearInterval(ticker);
+    ticker = null;
+    const retrying = execution !== null && execution.status === "retrying";
+    setHidden($("status-retry"), !retrying);
+    setText($("status-retry-said"), retrying ? retrySaid(execution) : "");
+    const tick = () => {
+      setText($("status-retry-note"), retrying ? retryNote(execution, Date.now()) : "");
+      if (ticker !== null && !(Date.parse(execution.next_attempt_at) > Date.now())) {
+        clearInterval(ticker); // due: "Retrying shortly" until the server says more
+        ticker = null;
+      }
+    };
+    tick();
+    if (retrying && execution.next_attempt_at) ticker = setInterval(tick, 1000);
+  }
 
   function setProgress(percent) {
     const value = String(Math.max(0, Math.min(100, Math.round(percent))));
@@ -28,7 +49,10 @@ export function StatusPanel(root) {
     setText($("status-tool"), execution.tool_name || execution.tool || "");
     setText($("status-text"), execution.status);
     setStatusClass($("status-badge"), execution.status);
-    setText($("status-message"), isFinished(execution) ? "" : execution.progress_message || "");
+    // A pending retry's message would be the failed attempt's: its own line says what comes.
+    const retrying = execution.status === "retrying";
+    setText($("status-message"), isFinished(execution) || retrying ? "" : execution.progress_message || "");
+    showRetry(execution);
     setProgress(Number(execution.percent || 0)); // 100 once completed: the server says so
 
     const hasResult = execution.result !== null && execution.result !== undefined;
@@ -46,6 +70,13 @@ export function StatusPanel(root) {
     setHidden($("download-block"), !canDownload);
 
     const error = execution.error;
+    const box = $("status-error");
+    if (box) {
+      // The failure of an attempt that will be retried is a warning, not the run's end.
+      box.classList.toggle("alert-warning", retrying);
+      box.classList.toggle("alert-danger", !retrying);
+    }
+    setText($("error-lead"), error && retrying ? `Attempt ${execution.attempt} failed: ` : "");
     setText($("error-code"), error ? error.code : "");
     setText($("error-message"), error ? error.message : "");
     setHidden($("status-error"), !error);
@@ -69,12 +100,14 @@ export function StatusPanel(root) {
     setHidden($("result-block"), true);
     setHidden($("download-block"), true);
     setHidden($("status-error"), true);
+    showRetry(null);
     root.querySelectorAll("form[data-action]").forEach((form) => setHidden(form, true));
     const page = $("execution-link");
     if (page) page.removeAttribute("href");
   }
 
   function idle() {
+    showRetry(null);
     setHidden($("status-body"), true);
     setHidden($("status-idle"), false);
   }
