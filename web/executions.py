@@ -74,6 +74,7 @@ def represent(row: ExecutionStatus, tool: BaseTool | None = None) -> dict[str, A
         decided,
         awaiting_input=bool(row.input_filename and not row.input_blob),
         has_output=output_filename is not None,
+        retry_pending=row.next_attempt_at is not None and decided is Status.FAILED,
     )
     api = f"/api/v1/executions/{row.execution_id}/"
     return {

@@ -3,7 +3,7 @@
 
     Submitted → (Uploaded) → Processing → Completed | Failed
     Failed (retryable) → Retried → Processing …
-    Submitted / Uploaded / Processing / Retried → Cancelled
+    Submitted / Uploaded / Processing / Retried → Cancelled; so is a Failed awaiting its retry
     Processing past its deadline → Failed(timeout, retryable)
     Processing whose worker is gone → Failed(worker_lost, retryable)
     Completed / Failed / Cancelled → Expired
@@ -246,11 +246,18 @@ def owned_by(state: ExecutionState, owner: str | None) -> bool:
     return state.status is not Status.NEW and (owner is None or state.owner == owner)
 
 
-def actions(status: Status, *, awaiting_input: bool = False, has_output: bool = False) -> list[str]:
+def actions(
+    status: Status,
+    *,
+    awaiting_input: bool = False,
+    has_output: bool = False,
+    retry_pending: bool = False,
+) -> list[str]:
     """What an owner may ask of an execution in ``status``, by the API's names: the commands
-    ``decide`` accepts there (``replay`` submits a copy, so it needs the input still there)."""
+    ``decide`` accepts there (``replay`` submits a copy, so it needs the input still there;
+    a failure whose automatic retry is pending may be cancelled)."""
     found = []
-    if status in CANCELLABLE:
+    if status in CANCELLABLE or (status is Status.FAILED and retry_pending):
         found.append("cancel")
     if status in RETRYABLE:
         found.append("retry")
@@ -365,7 +372,8 @@ def _decide(command: Command, state: ExecutionState) -> list[EventPayload]:
                 )
             ]
         case Cancel():
-            _require(state, name, CANCELLABLE)
+            if not (state.status is Status.FAILED and state.next_attempt_at is not None):
+                _require(state, name, CANCELLABLE)  # a pending automatic retry may be cancelled
             return [Cancelled(reason=command.reason)]
         case Retry():
             _require(state, name, RETRYABLE)

@@ -673,3 +673,30 @@ def test_the_decider_is_one_value_and_ends_where_a_run_ends() -> None:
         "cancelled",
         "expired",
     }
+
+
+def test_a_failure_awaiting_its_automatic_retry_may_be_cancelled_and_a_final_one_not() -> None:
+    due = NOW + timedelta(seconds=25)
+    pending = Failed(
+        code="timeout",
+        message="slow",
+        retryable=True,
+        attempt=1,
+        next_attempt_at=due,
+        max_attempts=3,
+    )
+    given(*RUNNING, pending).when(Cancel("not any more")).then(Cancelled(reason="not any more"))
+    assert actions(Status.FAILED, retry_pending=True)[:2] == ["cancel", "retry"]
+    given(*RUNNING, failed()).when(Cancel("too late")).then_raises(IllegalTransition)
+    assert "cancel" not in actions(Status.FAILED)
+
+
+def test_lose_worker_fails_the_attempt_as_worker_lost_and_says_when_the_next_comes() -> None:
+    [event] = decide(LoseWorker("worker-1", 1, next_attempt_at=NOW, max_attempts=3), fold(RUNNING))
+    assert isinstance(event, Failed)
+    assert (event.code, event.retryable, event.next_attempt_at, event.max_attempts) == (
+        "worker_lost",
+        True,
+        NOW,
+        3,
+    )

@@ -11,6 +11,7 @@ from uuid import UUID
 from PIL import Image
 from rest_framework.test import APIClient
 
+from handlers import work
 from services.executions.commands import Fail, Start
 from tests.web.api.conftest import png
 from tests.web.deployment import Deployment
@@ -302,8 +303,8 @@ def test_a_failure_with_its_retry_scheduled_is_retrying_and_not_finished(
     assert (pending["next_attempt_at"], pending["max_attempts"]) == ("2030-01-01T12:00:25Z", 3)
     assert (pending["attempt"], pending["finished_at"]) == (1, None)
     assert pending["error"] == {"code": "timeout", "message": "too slow", "retryable": True}
-    # What the decider accepts now: a retry at once, not a cancel (until it is re-queued).
-    assert "retry" in pending["actions"] and "cancel" not in pending["actions"]
+    # What the decider accepts now: a retry at once, or a cancel of the pending one.
+    assert "retry" in pending["actions"] and "cancel" in pending["actions"]
     listed = alice.get("/api/v1/executions/?status=retrying").json()["results"]
     assert [e["id"] for e in listed] == [queued["id"]]
     assert alice.get("/api/v1/executions/?status=failed").json()["results"] == []
@@ -313,6 +314,25 @@ def test_a_failure_with_its_retry_scheduled_is_retrying_and_not_finished(
     assert (requeued["next_attempt_at"], requeued["max_attempts"]) == (None, 3)
     assert "cancel" in requeued["actions"] and "retry" not in requeued["actions"]
     assert alice.post(f"{location}cancel/").json()["finished"] is True
+
+
+def test_a_pending_retry_can_be_cancelled_and_then_never_comes(
+    alice: APIClient, deployment: Deployment
+) -> None:
+    queued = rotate(alice).json()
+    execution_id, location = UUID(queued["id"]), queued["links"]["self"]
+    service = deployment.parts.service
+    service.handle(execution_id, Start("worker-1", datetime.now(UTC), timedelta(minutes=5)))
+    due = datetime.now(UTC) - timedelta(seconds=1)  # due already: the next sweep would take it
+    service.handle(execution_id, Fail("timeout", "slow", True, next_attempt_at=due, max_attempts=3))
+
+    cancelled = alice.post(f"{location}cancel/").json()
+
+    assert cancelled["status"] == "cancelled" and cancelled["finished"] is True
+    assert cancelled["next_attempt_at"] is None
+    _, retries = work.sweep(deployment.parts)
+    assert retries.retried == []
+    assert service.load(execution_id).state.status.value == "cancelled"
 
 
 def test_replay_runs_the_same_tool_params_and_input_as_a_new_execution(
