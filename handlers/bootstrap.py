@@ -9,6 +9,7 @@ once per ``Parts``.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import threading
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
 from events.database import Database
+from events.following import Backoff
 from events.opening import open_store
 from events.store import EventStore
 from handlers.deadletters import DeadLetterStore
@@ -29,6 +31,8 @@ from services.executions.service import ExecutionService
 from services.tools.registry import ToolRegistry, default_registry
 from services.webhooks.actions import WebhookActions
 from services.webhooks.dispatcher import WebhookDispatcher
+from services.workers.leases import Heartbeat
+from services.workers.pool import WorkerPool
 
 
 class Parts:
@@ -49,13 +53,15 @@ class Parts:
         self.store = store
         self.blobs = blobs
         self.registry = registry
-        self.worker_id = worker_id  # this process's; each runner adds its thread
+        self.worker_id = worker_id  # this process's: its lease, and its workers' ids begin so
         self.progress_interval = progress_interval
         self.service = ExecutionService(store, source=settings.source, clock=clock)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._relay: OutboxRelay | None = None
         self._dispatcher: WebhookDispatcher | None = None
+        self._pool: WorkerPool | None = None
+        self._heartbeat: Heartbeat | None = None
 
     @property
     def read_models_url(self) -> str:
@@ -69,13 +75,38 @@ class Parts:
             db = self._local.db = Database(self.read_models_url)
         return db
 
+    def pool(self) -> WorkerPool:
+        """This process's tool workers, made on first use with the lease that vouches for them
+        (taken before any run is recorded under it)."""
+        with self._lock:
+            if self._pool is None:
+                config = self.settings
+                self._heartbeat = Heartbeat(
+                    self.read_models_url, self.worker_id, config.LEASE_SECONDS
+                ).start()
+                self._pool = WorkerPool(
+                    config.TOOL_WORKERS,
+                    process_id=self.worker_id,
+                    per_owner=config.TOOL_WORKERS_PER_OWNER,
+                    queue_limit=config.TOOL_QUEUE,
+                    max_runs=config.TOOL_WORKER_MAX_RUNS,
+                    max_rss=config.TOOL_WORKER_MAX_RSS_MB * 1024 * 1024,
+                )
+            return self._pool
+
+    @property
+    def retry_backoff(self) -> Backoff:
+        return Backoff(first=self.settings.RETRY_BACKOFF_SECONDS, factor=2.0, cap=3600.0)
+
     def runner(self) -> ToolRunner:
-        """A tool runner for this thread (its worker id names the process and the thread)."""
+        """A tool runner over this process's pool of tool workers."""
         return ToolRunner(
             self.service,
             self.blobs,
             self.registry,
-            worker_id=f"{self.worker_id}:{threading.get_ident()}",
+            pool=self.pool(),
+            lease_seconds=self.settings.LEASE_SECONDS,
+            retry_backoff=self.retry_backoff,
             progress_interval=self.progress_interval,
         )
 
@@ -125,6 +156,10 @@ class Parts:
             self._dispatcher.close()
         if self._relay is not None:
             self._relay.close()
+        if self._pool is not None:
+            self._pool.close()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         db = getattr(self._local, "db", None)
         if db is not None:
             db.close()
@@ -153,8 +188,8 @@ def bootstrap(
         settings,
         store,
         blobs,
-        registry if registry is not None else default_registry(),
-        worker_id=worker_id or f"{socket.gethostname()}:{os.getpid()}",
+        registry if registry is not None else default_registry(settings.TOOL_MODULES),
+        worker_id=worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}",
         progress_interval=progress_interval,
         clock=clock or (lambda: datetime.now(UTC)),
     )

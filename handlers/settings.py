@@ -163,11 +163,33 @@ class Settings(BaseSettings):
     WEBHOOK_SECRET_OVERLAP_HOURS: float = Field(
         24.0, ge=0, description="hours a rotated webhook secret keeps signing"
     )
+    TOOL_MODULES: Words = Field(
+        (), description="extra modules whose tools are registered (comma-separated)"
+    )
+    TOOL_WORKERS: int | None = Field(
+        None, ge=1, description="tool worker processes per process that runs tools (CPU count)"
+    )
+    TOOL_WORKERS_PER_OWNER: int | None = Field(
+        None, ge=1, description="runs one owner may hold while others wait (half the workers)"
+    )
+    TOOL_QUEUE: int | None = Field(
+        None,
+        ge=0,
+        description="sync requests waiting for a worker before a 503 (4 per worker)",
+    )
+    TOOL_WORKER_MAX_RUNS: int = Field(200, ge=1, description="runs before a worker is replaced")
+    TOOL_WORKER_MAX_RSS_MB: int = Field(
+        512, ge=16, description="resident MB past which a worker is replaced after its run"
+    )
+    LEASE_SECONDS: float = Field(
+        15.0, gt=0, description="a worker's lease: a run whose process is silent this long is lost"
+    )
     RETRY_BACKOFF_SECONDS: float = Field(
         30.0, gt=0, description="the wait before a failed execution's next attempt, doubling"
     )
     SWEEP_SCHEDULE: Schedule = Field(
-        "*/15 * * * * *", description="NCRONTAB: time out dead attempts, re-queue failures"
+        "*/5 * * * * *",
+        description="NCRONTAB: fail runs of lost workers, time out dead attempts, re-queue",
     )
     RETENTION_SCHEDULE: Schedule = Field(
         "0 7 * * * *", description="NCRONTAB: remove files past retention"

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import azure.functions as func
 
 from events.catalog import Retried
 from events.database import Database
-from events.following import Backoff
 from handlers.bootstrap import Parts
 from projections import status
 from services.blobs.retention import sweep_temp
@@ -26,12 +25,14 @@ from services.executions.service import Trace
 from services.executions.sweeper import (
     SweepReport,
     remove_execution_blobs,
+    sweep_lost,
     sweep_retention,
     sweep_retries,
     sweep_timeouts,
 )
 from services.tools.registry import UnknownTool
 from services.webhooks.delivery import DeliveryReport
+from services.workers import leases
 
 log = logging.getLogger(__name__)
 
@@ -84,29 +85,48 @@ def max_attempts_for(parts: Parts, state: ExecutionState) -> int:
         return DEFAULT_MAX_ATTEMPTS
 
 
-def sweep(parts: Parts, now: datetime | None = None) -> tuple[SweepReport, SweepReport]:
-    """Time out attempts past their deadline, then re-queue retryable failures past backoff.
+# The runner stops a run at its deadline itself; the sweeper's timeout is for a runner that
+# cannot (stuck, or gone without a lease), so it waits this much longer.
+TIMEOUT_GRACE = timedelta(seconds=30)
 
-    Returns the timeout report and the retry report.
+
+def sweep(parts: Parts, now: datetime | None = None) -> tuple[SweepReport, SweepReport]:
+    """Fail and re-queue the runs of workers whose lease ran out, time out attempts past their
+    deadline, then re-queue retryable failures whose wait is over.
+
+    Returns the timeout report (with the lost runs in ``lost``) and the retry report.
     """
     now = now or datetime.now(UTC)
     service = parts.service
+    allowed = lambda s: max_attempts_for(parts, s)  # noqa: E731
     with Database(parts.read_models_url) as db:
+        leases.setup(db)
         processing = [UUID(r.execution_id) for r in status.in_status(db, ["processing"])]
-        timeouts = sweep_timeouts(service, processing, now)
+        lost = sweep_lost(
+            service,
+            processing,
+            now,
+            lambda ids: leases.alive(db, ids, now),
+            max_attempts_for=allowed,
+        )
+        gone = set(lost.lost)
+        timeouts = sweep_timeouts(
+            service,
+            [p for p in processing if p not in gone],
+            now - TIMEOUT_GRACE,
+            max_attempts_for=allowed,
+            backoff=parts.retry_backoff,
+        )
+        timeouts.lost = lost.lost
         failed = [
             (UUID(r.execution_id), r.finished_at or r.updated_at)
-            for r in status.in_status(db, ["failed"])
+            for r in status.in_status(db, ["failed", "retrying"])
             if r.error_retryable
         ]
-    # The timeouts just recorded are not in the read model yet: they go on the next sweep,
-    # after their backoff anyway.
+        leases.forget_expired(db, timedelta(days=1), now)
+    # The timeouts just recorded are not in the read model yet: they go on the next sweep.
     retries = sweep_retries(
-        service,
-        failed,
-        now,
-        max_attempts_for=lambda s: max_attempts_for(parts, s),
-        backoff=Backoff(first=parts.settings.RETRY_BACKOFF_SECONDS, factor=2.0, cap=3600.0),
+        service, failed, now, max_attempts_for=allowed, backoff=parts.retry_backoff
     )
     return timeouts, retries
 

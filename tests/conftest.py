@@ -11,6 +11,7 @@ import pytest
 
 from events.opening import open_store
 from events.store import EventStore
+from services.workers.pool import WorkerPool
 
 PG_URL = os.environ.get("MAGICTOOLBOX_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -74,3 +75,14 @@ def store(store_url: str) -> Iterator[EventStore]:
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture(scope="session")
+def tool_pool() -> Iterator[WorkerPool]:
+    """Tool worker processes shared by the tests that build their own runners (tools defined
+    in test modules are imported by the workers, as plugins are)."""
+    pool = WorkerPool(2, process_id=f"tests:{os.getpid()}", per_owner=2, nice=0)
+    try:
+        yield pool
+    finally:
+        pool.close()

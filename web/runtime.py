@@ -74,6 +74,9 @@ class Background:
     - the outbox relay to Event Grid (``RELAY_IN_PROCESS``, with ``EVENTGRID_TOPIC_ENDPOINT``);
     - the user-webhook delivery worker (``WEBHOOKS_IN_PROCESS``), woken like the projector; the
       ``webhooks`` timer sweeps behind it (the same dispatcher, so one connection serves both).
+
+    The host's ``workers`` are invocations in flight, not CPUs: each run's invocation waits for
+    a tool worker in the pool's fair queue, which is what shares the CPUs between owners.
     """
 
     def __init__(
@@ -85,7 +88,7 @@ class Background:
         relay: bool = False,
         webhooks: bool = False,
         feed: bool = True,
-        workers: int = 4,
+        workers: int = 64,
         retry: RetryPolicy | None = None,
     ) -> None:
         deployment.blobs.setup()
@@ -111,6 +114,7 @@ class Background:
         if relay and self.relay is None:
             raise ImproperlyConfigured("RELAY_IN_PROCESS needs EVENTGRID_TOPIC_ENDPOINT")
         self.webhooks = deployment.dispatcher() if webhooks else None
+        self.deployment = deployment
         self._threads: list[tuple[threading.Thread, threading.Event]] = []
 
     @classmethod
@@ -132,6 +136,8 @@ class Background:
         return [name for name, part in named if part is not None]
 
     def start(self) -> Background:
+        # The tool workers start now, not on the first run (a sync request would wait for them).
+        self.deployment.pool().warm()
         if self.projector is not None:
             self.projector.setup()
             self._threads.append(self.projector.start())

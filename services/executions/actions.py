@@ -5,7 +5,8 @@ A submit checks everything before it writes anything: the tool (one registry loo
 parameters, the declared file, and, for an idempotency key, whether the decider would take the
 ``Submit`` (the one stream read); then it streams the upload into blob storage and records
 ``Submitted`` (and ``Uploaded``, and a sync tool's ``Processing``) in one commit, and runs a sync
-tool in place. Another owner's execution does not exist for you. Refusals are ``Problem``s.
+tool on a worker of the pool while the request waits. Another owner's execution does not exist
+for you. Refusals are ``Problem``s.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pydantic import ValidationError
 from events.catalog import BlobRef, DeclaredInput
 from events.errors import validation_summary
 from services.blobs.store import BlobNotFound, BlobStore, StorageUnavailable
-from services.executions.commands import Cancel, Command, Expire, RecordUpload, Retry, Start, Submit
+from services.executions.commands import Cancel, Command, Expire, RecordUpload, Retry, Submit
 from services.executions.decider import (
     DomainError,
     ExecutionExists,
@@ -36,6 +37,7 @@ from services.problems import Problem
 from services.tools.base import BaseTool
 from services.tools.registry import ToolRegistry, UnknownTool
 from services.tools.uploads import UploadRefused, validate_and_store
+from services.workers.pool import PoolBusy
 
 # Execution ids derived from (owner, Idempotency-Key): a retried submit with the same key names
 # the same execution, so the decider itself refuses a second one.
@@ -317,23 +319,34 @@ class ExecutionActions:
         run_here: bool,
     ) -> Execution:
         """Submitted (and Uploaded with an input, and Processing when the tool runs here) in one
-        commit, then the run; the stored blob is removed again if nothing comes to refer to it."""
+        commit, then the run; the stored blob is removed again if nothing comes to refer to it.
+
+        A run here first waits for a worker (its time limit counts from now), so Processing is
+        recorded under the worker that runs it; when too many requests wait already, nothing is
+        recorded and the answer is a 503 to try again later."""
         commands: list[Command] = [command]
         if blob is not None:
             commands.append(RecordUpload(blob=blob))
         runner = self.runner() if run_here else None
-        if runner is not None:
-            now = self.service.clock()
-            commands.append(Start(worker_id=runner.worker_id, now=now, timeout=tool.timeout))
+        slot = None
         try:
+            if runner is not None:
+                accepted = self.service.clock()
+                try:
+                    slot = runner.reserve(command.owner)
+                except PoolBusy as exc:
+                    raise Problem(exc.code, str(exc), 503, retry_after=exc.retry_after) from None
+                commands.append(runner.start(slot, tool, accepted))
             outcome = self.service.handle(command.execution_id, commands, trace, known=known)
         except BaseException:
+            if slot is not None:
+                slot.release()
             if blob is not None:
                 self.blobs.delete(blob.container, blob.name)
             raise
-        if runner is None:
+        if runner is None or slot is None:
             return outcome.execution
-        report = runner.run(outcome.execution, trace, tool=tool, started_here=True)
+        report = runner.run(outcome.execution, trace, tool=tool, slot=slot)
         return report.execution or self.service.load(command.execution_id)
 
     def _repeat(self, existing: Execution, tool: BaseTool) -> Submission:

@@ -18,9 +18,10 @@ from uuid import UUID
 from events.catalog import BlobRef
 from events.following import Backoff
 from services.blobs.store import BlobStore
-from services.executions.commands import Expire, Retry, TimeOut
-from services.executions.decider import DomainError, ExecutionState, decide
+from services.executions.commands import Expire, LoseWorker, Retry, TimeOut
+from services.executions.decider import DomainError, ExecutionState, Status, decide
 from services.executions.service import ExecutionService, Trace
+from services.workers.leases import process_of
 
 log = logging.getLogger(__name__)
 
@@ -38,21 +39,48 @@ class SweepReport:
     timed_out: list[UUID] = field(default_factory=list)
     expired: list[UUID] = field(default_factory=list)
     retried: list[UUID] = field(default_factory=list)
+    lost: list[UUID] = field(default_factory=list)  # their worker was gone: failed and retried
     skipped: int = 0  # candidates the decider refused: nothing to do for them
 
     @property
     def considered(self) -> int:
-        return len(self.timed_out) + len(self.expired) + len(self.retried) + self.skipped
+        found = self.timed_out + self.expired + self.retried + self.lost
+        return len(found) + self.skipped
+
+
+# The wait after failed attempt n: 30 s, doubling per attempt, at most an hour.
+RETRY_BACKOFF = Backoff(first=30.0, factor=2.0, cap=3600.0)
+
+
+def _next_attempt(
+    state: ExecutionState, now: datetime, max_attempts: int, wait: float
+) -> datetime | None:
+    return now + timedelta(seconds=wait) if state.attempt < max_attempts else None
 
 
 def sweep_timeouts(
-    service: ExecutionService, candidates: Iterable[UUID], now: datetime
+    service: ExecutionService,
+    candidates: Iterable[UUID],
+    now: datetime,
+    *,
+    max_attempts_for: Callable[[ExecutionState], int] = lambda state: 3,
+    backoff: Backoff = RETRY_BACKOFF,
 ) -> SweepReport:
-    """Fail (code ``timeout``, retryable) every candidate still processing past its deadline."""
+    """Fail (code ``timeout``, retryable) every candidate still processing past its deadline.
+
+    The runner stops a run at its deadline itself (``time_limit``); this catches an attempt
+    whose runner is stuck or gone without a lease to say so."""
     report = SweepReport()
     for execution_id in candidates:
+        state = service.load(execution_id).state
+        allowed = max_attempts_for(state)
+        command = TimeOut(
+            now=now,
+            next_attempt_at=_next_attempt(state, now, allowed, backoff.delay(state.attempt)),
+            max_attempts=allowed,
+        )
         try:
-            service.handle(execution_id, TimeOut(now=now), Trace(causation_id="sweeper"))
+            service.handle(execution_id, command, Trace(causation_id="sweeper"))
         except DomainError:
             report.skipped += 1
         else:
@@ -61,8 +89,55 @@ def sweep_timeouts(
     return report
 
 
-# The wait after failed attempt n: 30 s, doubling per attempt, at most an hour.
-RETRY_BACKOFF = Backoff(first=30.0, factor=2.0, cap=3600.0)
+def sweep_lost(
+    service: ExecutionService,
+    candidates: Iterable[UUID],
+    now: datetime,
+    alive: Callable[[set[str]], set[str]],
+    *,
+    max_attempts_for: Callable[[ExecutionState], int] = lambda state: 3,
+) -> SweepReport:
+    """Fail with ``worker_lost`` every candidate still processing under a lease that ran out,
+    and re-queue it in the same commit when its tool allows another attempt (no backoff: a lost
+    worker says nothing about the run).
+
+    ``alive`` answers which of the given process ids still hold their lease. An attempt
+    recorded without a lease (before leases) is left to the deadline's timeout.
+    """
+    report = SweepReport()
+    running = []
+    for execution_id in candidates:
+        known = service.load(execution_id)
+        state = known.state
+        if state.status is not Status.PROCESSING or not state.lease_seconds or not state.worker_id:
+            report.skipped += 1
+            continue
+        running.append(known)
+    living = alive({process_of(k.state.worker_id or "") for k in running})
+    for known in running:
+        state = known.state
+        assert state.worker_id is not None and state.lease_seconds is not None
+        if process_of(state.worker_id) in living:
+            report.skipped += 1
+            continue
+        allowed = max_attempts_for(state)
+        lose = LoseWorker(
+            worker_id=state.worker_id,
+            attempt=state.attempt,
+            next_attempt_at=_next_attempt(state, now, allowed, 0.0),
+            max_attempts=allowed,
+        )
+        commands: list[LoseWorker | Retry] = [lose]
+        if state.attempt < allowed:
+            commands.append(Retry(max_attempts=allowed))
+        try:
+            service.handle(known.id, commands, Trace(causation_id="lease-sweeper"), known=known)
+        except DomainError:
+            report.skipped += 1
+            continue
+        log.warning("execution %s: worker %s is gone", known.id, state.worker_id)
+        report.lost.append(known.id)
+    return report
 
 
 def sweep_retries(
@@ -73,17 +148,18 @@ def sweep_retries(
     max_attempts_for: Callable[[ExecutionState], int] = lambda state: 3,
     backoff: Backoff = RETRY_BACKOFF,
 ) -> SweepReport:
-    """Re-queue failed executions (id, failed_at) whose failure may pass and whose backoff is over.
+    """Re-queue failed executions (id, failed_at) whose failure may pass and whose wait is over:
+    the ``next_attempt_at`` their failure recorded, or (failures recorded before it existed)
+    ``failed_at`` plus the backoff.
 
     A final failure (not retryable) or one that used its last attempt stays failed: the decider
-    refuses the ``Retry``. Timeouts count as retryable failures, so a worker that died mid-run
-    is replaced here.
+    refuses the ``Retry``. Timeouts count as retryable failures.
     """
     report = SweepReport()
     for execution_id, failed_at in candidates:
         state = service.load(execution_id).state
-        wait = timedelta(seconds=backoff.delay(state.attempt))
-        if state.error is None or failed_at + wait > now:
+        due = state.next_attempt_at or failed_at + timedelta(seconds=backoff.delay(state.attempt))
+        if state.error is None or due > now:
             report.skipped += 1
             continue
         command = Retry(max_attempts=max_attempts_for(state))

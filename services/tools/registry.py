@@ -163,15 +163,21 @@ def discover(package: str = PLUGINS_PACKAGE, group: str | None = ENTRY_POINT_GRO
     return registry
 
 
-_default: ToolRegistry | None = None
+_default: dict[tuple[str, ...], ToolRegistry] = {}
 
 
-def default_registry() -> ToolRegistry:
-    """The process-wide registry, discovered on first use."""
-    global _default
-    if _default is None:
-        _default = discover()
-    return _default
+def default_registry(modules: tuple[str, ...] = ()) -> ToolRegistry:
+    """The process-wide registry, discovered on first use, with the tools of ``modules`` (extra
+    plugin modules named in the settings) besides the plugins package's and entry points'."""
+    if modules not in _default:
+        registry = discover()
+        for name in modules:
+            try:
+                registry.load_module(importlib.import_module(name))
+            except Exception as exc:
+                registry._problem(name, exc)
+        _default[modules] = registry
+    return _default[modules]
 
 
 def _class_attrs(cls: type) -> dict[str, Any]:

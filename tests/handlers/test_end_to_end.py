@@ -4,12 +4,13 @@ delivery semantics (duplicates, retries, dead letters) and the sweeper replacing
 from __future__ import annotations
 
 import io
+import os
+import signal
 import subprocess
-import sys
-import textwrap
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,12 +19,13 @@ from PIL import Image
 from events.catalog import DeclaredInput
 from events.database import Database
 from events.envelope import execution_stream
+from handlers import work
 from projections import status as status_model
-from services.executions.commands import RecordUpload, Submit
+from services.executions.commands import RecordUpload, Start, Submit
 from services.executions.decider import TERMINAL, Status
 from services.problems import Problem
+from services.workers import leases
 from tests.handlers.conftest import Toolbox
-from tests.handlers.tools import FlakyTool
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -111,68 +113,117 @@ def test_the_same_uploaded_delivered_three_times_runs_once(sqlite_toolbox: Toolb
     assert box.host.stats.delivered == 5  # every delivery was handled, four found nothing to do
 
 
-def test_a_worker_killed_mid_run_is_timed_out_retried_and_completes(
+def test_a_tool_worker_killed_mid_run_is_lost_retried_at_once_and_completes(
     sqlite_toolbox: Toolbox, tmp_path: Path
 ) -> None:
     box = sqlite_toolbox
-    box.restart_host(start=False)  # the first attempt runs in another process, which we kill
     marker = tmp_path / "first-attempt"
     execution_id = box.submit("test-sleep", {"hang_once_marker": str(marker)})
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(
-                f"""
-                import uuid
-                from events.opening import open_store
-                from services.blobs.local import LocalBlobStore
-                from services.executions.service import ExecutionService
-                from services.executions.runner import ToolRunner
-                from tests.handlers.conftest import registry_with_test_tools
-                store = open_store({box.store_url!r})
-                runner = ToolRunner(ExecutionService(store), LocalBlobStore(
-                    {str(box.blobs.root)!r}, signing_key=b"k"), registry_with_test_tools(),
-                    worker_id="doomed-worker")
-                runner.run(uuid.UUID({str(execution_id)!r}))
-                """
-            ),
-        ],
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    try:
-        box.wait_for(execution_id, {Status.PROCESSING}, timeout=30)
-        assert marker.exists()
-    finally:
-        worker.kill()
-        worker.wait()
-    box.host.start()  # a fresh host: its feed delivers Submitted, which finds Processing
+    box.wait_for(execution_id, {Status.PROCESSING}, timeout=30)
+    deadline = time.monotonic() + 30
+    while not (marker.exists() and marker.read_text()):
+        assert time.monotonic() < deadline, "the first attempt never started its tool"
+        time.sleep(0.02)
+    killed_at = time.monotonic()
+    os.kill(int(marker.read_text()), signal.SIGKILL)  # the tool's worker process, not the host
 
     state = box.wait_for(execution_id, {Status.COMPLETED}, timeout=30)
 
+    assert time.monotonic() - killed_at < 5, "a lost worker's run waited for a backoff"
     history = box.service.history(execution_id)
     failed = [e.data for e in history if e.type.endswith(".Failed")]
-    assert [f["code"] for f in failed] == ["timeout"]
+    assert [(f["code"], f["retryable"]) for f in failed] == [("worker_lost", True)]
     workers = [e.data["worker_id"] for e in history if e.type.endswith(".Processing")]
-    assert workers[0] == "doomed-worker" and workers[1] != "doomed-worker"
-    assert box.event_names(execution_id)[-3:] == ["Retried", "Processing", "Completed"]
+    assert workers[0].endswith(f"/{marker.read_text()}") and workers[1] != workers[0]
+    assert box.event_names(execution_id)[-4:] == ["Failed", "Retried", "Processing", "Completed"]
+    assert box.event_names(execution_id).count("Completed") == 1
     assert state.attempt == 2
 
 
-def test_transient_failures_are_retried_with_backoff_then_succeed(sqlite_toolbox: Toolbox) -> None:
-    key = uuid.uuid4().hex
-    execution_id = sqlite_toolbox.submit("test-flaky", {"fail_times": 2, "key": key})
+def test_a_run_whose_process_died_is_lost_when_its_lease_runs_out_and_retried(
+    sqlite_toolbox: Toolbox, tmp_path: Path
+) -> None:
+    """The process that ran the attempt is gone (its lease row expired): the sweeper fails the
+    attempt with worker_lost and re-queues it in the same commit; the host runs attempt 2."""
+    box = sqlite_toolbox
+    box.restart_host(start=False)
+    execution_id = box.submit("test-noop", {})
+    dead = "gone-host:4242:dead"
+    box.service.handle(
+        execution_id,
+        Start(
+            worker_id=f"{dead}/4243",
+            now=datetime.now(UTC),
+            timeout=timedelta(minutes=5),
+            lease_seconds=15.0,
+        ),
+    )
+    with Database(box.parts.read_models_url) as db:
+        leases.setup(db)
+        leases.renew(db, dead, 15.0, now=datetime.now(UTC) - timedelta(seconds=20))
+    box.host.start()
+
+    state = box.wait_for(execution_id, {Status.COMPLETED}, timeout=30)
+
+    failed = [e.data for e in box.service.history(execution_id) if e.type.endswith(".Failed")]
+    assert [(f["code"], f["retryable"]) for f in failed] == [("worker_lost", True)]
+    assert failed[0]["next_attempt_at"] is not None
+    assert box.event_names(execution_id)[-4:] == ["Failed", "Retried", "Processing", "Completed"]
+    assert state.attempt == 2
+
+
+def test_a_run_whose_process_keeps_its_lease_is_left_alone(
+    sqlite_toolbox: Toolbox,
+) -> None:
+    box = sqlite_toolbox
+    box.restart_host(start=False)
+    execution_id = box.submit("test-noop", {})
+    alive = "busy-host:4242:live"
+    box.service.handle(
+        execution_id,
+        Start(
+            worker_id=f"{alive}/4243",
+            now=datetime.now(UTC),
+            timeout=timedelta(minutes=5),
+            lease_seconds=15.0,
+        ),
+    )
+    with Database(box.parts.read_models_url) as db:
+        leases.setup(db)
+        leases.renew(db, alive, 15.0)
+    deadline = time.monotonic() + 10
+    with Database(box.parts.read_models_url) as db:
+        while (
+            row := status_model.get(db, str(execution_id))
+        ) is None or row.status != "processing":
+            assert time.monotonic() < deadline, "the projector never saw the attempt"
+            time.sleep(0.02)
+
+    timeouts, _ = work.sweep(box.parts)
+
+    assert timeouts.lost == []
+    assert box.service.load(execution_id).state.status is Status.PROCESSING
+
+
+def test_transient_failures_are_retried_with_backoff_then_succeed(
+    sqlite_toolbox: Toolbox, tmp_path: Path
+) -> None:
+    counter = tmp_path / "runs"
+    execution_id = sqlite_toolbox.submit("test-flaky", {"fail_times": 2, "counter": str(counter)})
 
     state = sqlite_toolbox.wait_for(execution_id, {Status.COMPLETED}, timeout=30)
 
     assert state.attempt == 3
     names = sqlite_toolbox.event_names(execution_id)
     assert names.count("Failed") == 2 and names.count("Retried") == 2
-    assert FlakyTool.runs[key] == 3
+    assert counter.read_text() == "3"
 
 
-def test_transient_failures_stop_at_the_attempt_limit(sqlite_toolbox: Toolbox) -> None:
-    execution_id = sqlite_toolbox.submit("test-flaky", {"fail_times": 5, "key": uuid.uuid4().hex})
+def test_transient_failures_stop_at_the_attempt_limit(
+    sqlite_toolbox: Toolbox, tmp_path: Path
+) -> None:
+    counter = str(tmp_path / "runs")
+    execution_id = sqlite_toolbox.submit("test-flaky", {"fail_times": 5, "counter": counter})
     box = sqlite_toolbox
     deadline = time.monotonic() + 30
     while box.event_names(execution_id).count("Failed") < 3 and time.monotonic() < deadline:

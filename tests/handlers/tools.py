@@ -5,13 +5,14 @@ They sit in the ``data`` category so the Functions app's ``data`` function route
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import timedelta
 from pathlib import Path
 
 from pydantic import BaseModel
 
-from services.tools.base import BaseTool, OutputKind, ToolContext, TransientToolError
+from services.tools.base import MB, BaseTool, OutputKind, ToolContext, TransientToolError
 
 
 class NoopTool(BaseTool):
@@ -27,8 +28,8 @@ class NoopTool(BaseTool):
 
 class SleepParams(BaseModel):
     seconds: float = 0.5
-    # A file that marks the first attempt: the first attempt creates it and hangs for a minute
-    # (to be killed), later attempts find it and finish at once.
+    # A file that marks the first attempt: the first attempt creates it, writes its worker's
+    # pid in it and hangs for a minute (to be killed); later attempts find it, finish at once.
     hang_once_marker: str | None = None
 
 
@@ -39,7 +40,7 @@ class SleepTool(BaseTool):
     mode = "async"
     Params = SleepParams
     output = OutputKind.TEXT
-    timeout = timedelta(seconds=1)
+    timeout = timedelta(seconds=90)  # the hanging attempt is killed by the test, not timed out
 
     def run(self, ctx: ToolContext) -> None:
         params: SleepParams = ctx.params  # type: ignore[assignment]
@@ -47,7 +48,7 @@ class SleepTool(BaseTool):
         if params.hang_once_marker:
             marker = Path(params.hang_once_marker)
             if not marker.exists():
-                marker.write_text("first attempt")
+                marker.write_text(str(os.getpid()))
                 seconds = 60.0
             else:
                 seconds = 0.0
@@ -61,11 +62,11 @@ class SleepTool(BaseTool):
 
 class FlakyParams(BaseModel):
     fail_times: int = 1
-    key: str
+    counter: str  # a file that counts the runs (each runs in some worker process)
 
 
 class FlakyTool(BaseTool):
-    """Fails with a transient error the first ``fail_times`` runs for a key, then succeeds."""
+    """Fails with a transient error the first ``fail_times`` runs for a counter, then succeeds."""
 
     slug = "test-flaky"
     name = "Flaky"
@@ -73,15 +74,38 @@ class FlakyTool(BaseTool):
     mode = "async"
     Params = FlakyParams
     output = OutputKind.TEXT
-    runs: dict[str, int] = {}  # noqa: RUF012 - shared on purpose: counts runs across attempts
 
     def run(self, ctx: ToolContext) -> None:
         params: FlakyParams = ctx.params  # type: ignore[assignment]
-        count = self.runs.get(params.key, 0) + 1
-        self.runs[params.key] = count
+        counter = Path(params.counter)
+        count = (int(counter.read_text()) if counter.exists() else 0) + 1
+        counter.write_text(str(count))
         if count <= params.fail_times:
             raise TransientToolError(f"run {count}: the backend is busy")
         ctx.output.text(f"succeeded on run {count}")
 
 
-TEST_TOOLS = (NoopTool, SleepTool, FlakyTool)
+class HogParams(BaseModel):
+    megabytes: int = 10
+
+
+class MemoryHogTool(BaseTool):
+    """Holds ``megabytes`` of memory, touching every page: past its 200 MB it is stopped."""
+
+    slug = "test-memory-hog"
+    name = "Memory hog"
+    category = "data"
+    mode = "sync"
+    Params = HogParams
+    output = OutputKind.TEXT
+    max_memory = 200 * MB
+
+    def run(self, ctx: ToolContext) -> None:
+        size = ctx.params.megabytes * MB  # type: ignore[attr-defined]
+        block = bytearray(size)
+        for offset in range(0, size, 4096):
+            block[offset] = 1
+        ctx.output.text(f"held {len(block) // MB} MB")
+
+
+TEST_TOOLS = (NoopTool, SleepTool, FlakyTool, MemoryHogTool)

@@ -8,6 +8,7 @@ idempotent submit stores nothing; a sync tool runs in place, started in the subm
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 from typing import ClassVar
 
@@ -18,13 +19,14 @@ from events.catalog import Submitted, Uploaded
 from events.store import EventStore
 from services.blobs.local import LocalBlobStore
 from services.executions.actions import ExecutionActions, Upload, idempotent_id
-from services.executions.commands import Start, Submit
+from services.executions.commands import Submit
 from services.executions.decider import Status
 from services.executions.runner import ToolRunner
 from services.executions.service import Execution, ExecutionService
 from services.problems import Problem
 from services.tools.base import BaseTool, OutputKind, ToolContext
 from services.tools.registry import ToolRegistry
+from services.workers.pool import WorkerPool
 
 
 class WrapParams(BaseModel):
@@ -77,10 +79,10 @@ def service(store: EventStore) -> ExecutionService:
 
 @pytest.fixture
 def actions(
-    service: ExecutionService, registry: ToolRegistry, blobs: LocalBlobStore
+    service: ExecutionService, registry: ToolRegistry, blobs: LocalBlobStore, tool_pool: WorkerPool
 ) -> ExecutionActions:
     return ExecutionActions(
-        service, registry, blobs, lambda: ToolRunner(service, blobs, registry, worker_id="web-1")
+        service, registry, blobs, lambda: ToolRunner(service, blobs, registry, pool=tool_pool)
     )
 
 
@@ -215,31 +217,61 @@ def test_one_submit_looks_its_tool_up_once_and_reads_its_stream_at_most_once(
 
 
 def test_a_sync_run_starts_in_the_submissions_own_commit(
-    store: EventStore, service: ExecutionService, actions: ExecutionActions
+    store: EventStore, service: ExecutionService, actions: ExecutionActions, tool_pool: WorkerPool
 ) -> None:
     submission = actions.submit("t", "test-clock")
     recorded = service.history(submission.execution.id)
     assert [e.type.rsplit(".", 1)[1] for e in recorded] == ["Submitted", "Processing", "Completed"]
     assert recorded[0].time == recorded[1].time  # decided and written together
     state = submission.execution.state
-    assert (state.status, state.worker_id, state.attempt) == (Status.COMPLETED, "web-1", 1)
-    assert state.result == "noon"
+    assert (state.status, state.attempt, state.result) == (Status.COMPLETED, 1, "noon")
+    # Recorded under the pool's worker that ran it: "<process id>/<worker pid>", not this one.
+    assert state.worker_id is not None
+    process_id, pid = state.worker_id.rsplit("/", 1)
+    assert process_id == tool_pool.process_id and int(pid) != os.getpid()
 
 
-def test_a_started_run_is_only_continued_by_the_worker_that_started_it(
-    service: ExecutionService, registry: ToolRegistry, blobs: LocalBlobStore
+def test_a_started_run_is_only_continued_on_the_worker_it_was_started_on(
+    service: ExecutionService, registry: ToolRegistry, blobs: LocalBlobStore, tool_pool: WorkerPool
 ) -> None:
+    runner = ToolRunner(service, blobs, registry, pool=tool_pool)
+    clock = registry.get("test-clock")
     eid = uuid.uuid4()
     submit = Submit(eid, "test-clock", "data", "1.0.0", "sync", owner="t")
-    start = Start(worker_id="web-1", now=service.clock(), timeout=Clock.timeout)
-    service.handle(eid, [submit, start], known=Execution.new(eid))
-    other = ToolRunner(service, blobs, registry, worker_id="web-2")
-    assert other.run(eid, started_here=True).outcome == "skipped"
-    assert service.load(eid).state.status is Status.PROCESSING
+    slot = runner.reserve("t")
+    other = runner.reserve("t")  # another worker of the pool
+    assert other.worker_id != slot.worker_id
+    service.handle(eid, [submit, runner.start(slot, clock)], known=Execution.new(eid))
+    assert service.load(eid).state.worker_id == slot.worker_id
 
-    same = ToolRunner(service, blobs, registry, worker_id="web-1")
-    report = same.run(eid, started_here=True)
-    assert report.outcome == "completed" and service.load(eid).state.result == "noon"
+    assert runner.run(eid, tool=clock, slot=other).outcome == "skipped"
+    state = service.load(eid).state
+    assert (state.status, state.worker_id) == (Status.PROCESSING, slot.worker_id)
+
+    report = runner.run(eid, tool=clock, slot=slot)
+    assert (report.outcome, report.attempt) == ("completed", 1)
+    state = service.load(eid).state
+    assert (state.result, state.worker_id) == ("noon", slot.worker_id)
+    # Both slots went back to the pool, skipped or not: both workers can be had again at once
+    # (PoolBusy after 5 s otherwise).
+    with tool_pool.acquire("t", timeout=5), tool_pool.acquire("t", timeout=5):
+        pass
+
+
+def test_a_slot_for_an_execution_that_is_not_started_runs_nothing(
+    service: ExecutionService,
+    actions: ExecutionActions,
+    registry: ToolRegistry,
+    blobs: LocalBlobStore,
+    tool_pool: WorkerPool,
+) -> None:
+    eid = actions.submit("t", "test-clock", run_sync=False).execution.id
+    runner = ToolRunner(service, blobs, registry, pool=tool_pool)
+
+    assert runner.run(eid, slot=runner.reserve("t")).outcome == "skipped"
+
+    assert service.load(eid).state.status is Status.SUBMITTED
+    assert [e.type.rsplit(".", 1)[1] for e in service.history(eid)] == ["Submitted"]
 
 
 def test_an_async_submission_is_never_started_by_its_submitter(

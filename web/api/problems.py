@@ -58,7 +58,10 @@ def _flatten(detail: Any, prefix: str = "") -> list[dict[str, str]]:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, Problem):
-        return response(exc.status, exc.code, exc.detail, **exc.extra)
+        result = response(exc.status, exc.code, exc.detail, **exc.extra)
+        if "retry_after" in exc.extra:
+            result["Retry-After"] = str(exc.extra["retry_after"])
+        return result
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     if isinstance(exc, exceptions.APIException):

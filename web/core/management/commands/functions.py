@@ -35,7 +35,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("ids", nargs="*", help="dead letter ids (redrive)")
         parser.add_argument("--all", action="store_true", help="redrive every dead letter")
-        parser.add_argument("--workers", type=int, default=4, help="worker threads (run)")
+        parser.add_argument(
+            "--workers", type=int, default=64, help="invocations in flight (they share the pool)"
+        )
         parser.add_argument(
             "--no-projector", action="store_true", help="run without the in-process projector"
         )

@@ -1,0 +1,423 @@
+"""A warm pool of worker processes, shared fairly between owners, that supervises each run.
+
+``acquire(owner)`` hands out a ``Slot`` (one worker process) when one is free: owners with
+fewer runs than ``per_owner`` go first, the owner with the fewest running first, oldest ticket
+first; an owner past its share gets a free worker only when nobody under theirs is waiting, so
+one user's burst neither starves the others nor leaves a core idle. A sync request does not
+queue without bound: past ``queue_limit`` waiting requests, ``PoolBusy`` (a 503 upstream).
+
+``Slot.run(job, …)`` sends the job, relays progress, and enforces what only a supervisor can:
+the wall-clock deadline, the worker's resident memory and the scratch directory's size. A
+breach or a cancel kills that worker; the pool starts a new one on next use. Workers are
+recycled after ``max_runs`` runs or past ``max_rss`` bytes resident.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from services.workers import child
+from services.workers.child import Answer, Crashed, Done, Job, Refused
+from services.workers.limits import (
+    DISK_LIMIT,
+    MEMORY_LIMIT,
+    TIME_LIMIT,
+    WORKER_LOST,
+    megabytes,
+)
+
+log = logging.getLogger(__name__)
+
+CHECK_EVERY = 0.1  # seconds between the supervisor's checks of memory and scratch disk
+PRELOAD = [
+    "services.workers.child",
+    "services.tools.plugins.data",
+    "services.tools.plugins.encoders",
+    "services.tools.plugins.hashes",
+    "services.tools.plugins.image",
+    "services.tools.plugins.pdf",
+    "services.tools.plugins.video",
+]
+
+_context_lock = threading.Lock()
+_context: Any = None
+
+
+def _mp_context() -> Any:
+    """The forkserver context: workers fork from a clean, preloaded server process (not from
+    this one, whose threads may hold locks), so a new worker is warm in milliseconds."""
+    global _context
+    with _context_lock:
+        if _context is None:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(PRELOAD)
+            _context = ctx
+        return _context
+
+
+class PoolBusy(Exception):
+    """Every worker is busy and the queue of waiting requests is full: try again later."""
+
+    code = "workers_busy"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("every tool worker is busy and the queue is full; try again shortly")
+        self.retry_after = retry_after
+
+
+class PoolClosed(Exception):
+    code = "workers_closed"
+
+
+@dataclass(frozen=True, slots=True)
+class Lost:
+    """The worker died under the run (killed from outside, crashed): not the run's fault."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    """The supervisor stopped the run because its caller asked (cancelled)."""
+
+
+Result = Answer | Lost | Stopped
+
+
+class _Worker:
+    def __init__(self, index: int, nice: int) -> None:
+        ctx = _mp_context()
+        parent, kid = ctx.Pipe(duplex=True)
+        self.index = index
+        self.conn: Connection = parent
+        self.process = ctx.Process(
+            target=child.main, args=(kid, nice), name=f"tool-worker-{index}", daemon=True
+        )
+        self.process.start()
+        kid.close()
+        self.runs = 0
+        self.pid: int = self.process.pid or 0
+
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        self.process.join(5)
+        self.conn.close()
+
+    def retire(self) -> None:
+        """Let it finish: closing the pipe ends its loop."""
+        self.conn.close()
+        self.process.join(2)
+        if self.process.is_alive():
+            self.kill()
+
+
+@dataclass
+class _Ticket:
+    owner: str
+    seq: int
+    sync: bool
+    index: int | None = None  # the worker slot granted
+
+
+@dataclass
+class _State:
+    free: list[int]
+    running: dict[str, int] = field(default_factory=dict)
+    waiting: list[_Ticket] = field(default_factory=list)
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        size: int | None = None,
+        *,
+        process_id: str,
+        per_owner: int | None = None,
+        queue_limit: int | None = None,
+        max_runs: int = 200,
+        max_rss: int = 512 * 1024 * 1024,
+        nice: int = 10,
+    ) -> None:
+        self.size = size or os.cpu_count() or 1
+        self.process_id = process_id  # names this process in the workers' ids (and its lease)
+        self.per_owner = per_owner or max(1, self.size // 2)
+        self.queue_limit = queue_limit if queue_limit is not None else 4 * self.size
+        self.max_runs = max_runs
+        self.max_rss = max_rss
+        self.nice = nice
+        self._workers: list[_Worker | None] = [None] * self.size
+        self._cond = threading.Condition()
+        self._state = _State(free=list(range(self.size)))
+        self._seq = itertools.count()
+        self._closed = False
+        self.started = 0  # worker processes started (the first ones and replacements)
+
+    # -- sharing ---------------------------------------------------------------------------------
+
+    def acquire(self, owner: str, *, sync: bool = False, timeout: float | None = None) -> Slot:
+        """A worker for ``owner``'s run, when it is their turn. ``sync``: refuse with PoolBusy
+        rather than queue past ``queue_limit``."""
+        with self._cond:
+            if self._closed:
+                raise PoolClosed("the worker pool is closed")
+            state = self._state
+            if sync and not state.free:
+                queued = sum(1 for t in state.waiting if t.sync)
+                if queued >= self.queue_limit:
+                    raise PoolBusy(retry_after=max(1, queued // self.size))
+            ticket = _Ticket(owner, next(self._seq), sync)
+            state.waiting.append(ticket)
+            self._grant()
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while ticket.index is None:
+                if self._closed:
+                    state.waiting.remove(ticket)
+                    raise PoolClosed("the worker pool is closed")
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    state.waiting.remove(ticket)
+                    raise PoolBusy(retry_after=1)
+                self._cond.wait(left)
+            index = ticket.index
+        try:
+            worker = self._worker(index)
+        except BaseException:
+            self._free(index, owner)
+            raise
+        return Slot(self, worker, owner)
+
+    def _grant(self) -> None:
+        """Give free workers to waiting tickets, fairly (the lock is held)."""
+        state = self._state
+        while state.free and state.waiting:
+            under = [t for t in state.waiting if state.running.get(t.owner, 0) < self.per_owner]
+            pool = under or state.waiting
+            ticket = min(pool, key=lambda t: (state.running.get(t.owner, 0), t.seq))
+            state.waiting.remove(ticket)
+            ticket.index = state.free.pop(0)
+            state.running[ticket.owner] = state.running.get(ticket.owner, 0) + 1
+        self._cond.notify_all()
+
+    def _free(self, index: int, owner: str) -> None:
+        with self._cond:
+            state = self._state
+            state.free.append(index)
+            state.running[owner] -= 1
+            if not state.running[owner]:
+                del state.running[owner]
+            self._grant()
+
+    def _worker(self, index: int) -> _Worker:
+        worker = self._workers[index]
+        if worker is None or not worker.alive():
+            if worker is not None:
+                worker.conn.close()
+            worker = self._workers[index] = _Worker(index, self.nice)
+            self.started += 1
+        return worker
+
+    def _discard(self, worker: _Worker, *, kill: bool) -> None:
+        if self._workers[worker.index] is worker:
+            self._workers[worker.index] = None
+        if kill:
+            worker.kill()
+        else:
+            worker.retire()
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def warm(self) -> None:
+        """Start every worker now, so the first runs do not wait for one."""
+        for index in range(self.size):
+            with self._cond:
+                if self._closed or index not in self._state.free:
+                    continue
+            self._worker(index)
+
+    def pids(self) -> list[int]:
+        return [w.pid for w in self._workers if w is not None and w.alive()]
+
+    def stats(self) -> dict[str, Any]:
+        with self._cond:
+            return {
+                "size": self.size,
+                "busy": self.size - len(self._state.free),
+                "waiting": len(self._state.waiting),
+                "running_by_owner": dict(self._state.running),
+                "started": self.started,
+            }
+
+    def close(self) -> None:
+        """Stop every worker (a run still going is killed: its caller reports the worker lost)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            workers = [w for w in self._workers if w is not None]
+            self._workers = [None] * self.size
+        for worker in workers:
+            worker.kill()
+
+
+class Slot:
+    """One worker, held for one run (and released by ``release`` or leaving the ``with``)."""
+
+    def __init__(self, pool: WorkerPool, worker: _Worker, owner: str) -> None:
+        self.pool = pool
+        self.worker = worker
+        self.owner = owner
+        self._released = False
+        self._healthy = True
+
+    @property
+    def worker_id(self) -> str:
+        """``<process id>/<worker pid>``: the process holds the lease, the pid runs the tool."""
+        return f"{self.pool.process_id}/{self.worker.pid}"
+
+    def __enter__(self) -> Slot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        worker, pool = self.worker, self.pool
+        if not self._healthy or not worker.alive():
+            pool._discard(worker, kill=True)
+        elif worker.runs >= pool.max_runs or child.resident(worker.pid) > pool.max_rss:
+            pool._discard(worker, kill=False)  # recycled: a fresh one next time
+        pool._free(worker.index, self.owner)
+
+    def run(
+        self,
+        job: Job,
+        *,
+        deadline: float,
+        on_progress: Callable[[float, str], None] = lambda percent, message: None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> Result:
+        """Run ``job`` in this slot's worker until it answers, or until a limit or a stop.
+
+        ``deadline`` is a ``time.monotonic()`` time: the run's wall-clock limit.
+        """
+        worker, limits = self.worker, job.limits
+        worker.runs += 1
+        try:
+            worker.conn.send(job)
+        except (BrokenPipeError, OSError):
+            self._healthy = False
+            return Lost(f"worker {worker.pid} was gone before the run began")
+        baseline = child.resident(worker.pid)
+        next_check = time.monotonic() + CHECK_EVERY
+        while True:
+            now = time.monotonic()
+            left = deadline - now
+            if left <= 0:
+                self._kill()
+                return Refused(
+                    TIME_LIMIT, f"the run passed its time limit of {limits.time_s:g} s", False
+                )
+            try:
+                ready = worker.conn.poll(min(CHECK_EVERY, left))
+                message = worker.conn.recv() if ready else None
+            except (EOFError, OSError):
+                return self._died()
+            if isinstance(message, tuple):  # ("progress", percent, text)
+                on_progress(message[1], message[2])
+            elif message is not None:
+                if isinstance(message, Refused) and message.exit:
+                    self._healthy = False
+                return message
+            if time.monotonic() < next_check:
+                continue
+            next_check = time.monotonic() + CHECK_EVERY
+            if not worker.alive():
+                return self._died()
+            used = child.resident(worker.pid) - baseline
+            if used > limits.memory:
+                self._kill()
+                return Refused(
+                    MEMORY_LIMIT,
+                    f"the run used more than its {megabytes(limits.memory)} of memory",
+                    False,
+                )
+            if _size(job.scratch) > limits.scratch:
+                self._kill()
+                return Refused(
+                    DISK_LIMIT,
+                    f"the run wrote more than its {megabytes(limits.scratch)} of scratch files",
+                    False,
+                )
+            if should_stop():
+                self._kill()
+                return Stopped()
+
+    def _kill(self) -> None:
+        self._healthy = False
+        self.worker.kill()
+
+    def _died(self) -> Result:
+        """The pipe closed or the process ended without an answer: how did it end?"""
+        self._healthy = False
+        process = self.worker.process
+        process.join(2)
+        code = process.exitcode
+        if code == -signal.SIGXCPU:
+            return Refused(TIME_LIMIT, "the run used more than its CPU time limit", False)
+        if code is not None and code < 0:
+            how = f"was killed by {signal.Signals(-code).name}"
+        else:
+            how = f"exited with status {code}"
+        log.warning("tool worker %s %s mid-run", self.worker.pid, how)
+        return Lost(f"the worker process {how} mid-run")
+
+
+def _size(path: str) -> int:
+    """Bytes in the files under ``path`` (0 when it is gone)."""
+    total = 0
+    try:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        total += _size(entry.path)
+                    else:
+                        total += entry.stat(follow_symlinks=False).st_size
+                except OSError:
+                    continue
+    except OSError:
+        return 0
+    return total
+
+
+__all__ = [
+    "WORKER_LOST",
+    "Crashed",
+    "Done",
+    "Job",
+    "Lost",
+    "PoolBusy",
+    "PoolClosed",
+    "Refused",
+    "Result",
+    "Slot",
+    "Stopped",
+    "WorkerPool",
+]
