@@ -150,16 +150,23 @@ class Parts:
                 )
             return self._dispatcher
 
+    def stop_workers(self) -> None:
+        """Stop the tool workers (a run still going is lost and re-queued) and give up the lease."""
+        with self._lock:
+            pool, heartbeat = self._pool, self._heartbeat
+            self._pool = self._heartbeat = None
+        if pool is not None:
+            pool.close()
+        if heartbeat is not None:
+            heartbeat.stop()
+
     def close(self) -> None:
         """Close what was opened here (a store handed in is the caller's to close)."""
         if self._dispatcher is not None:
             self._dispatcher.close()
         if self._relay is not None:
             self._relay.close()
-        if self._pool is not None:
-            self._pool.close()
-        if self._heartbeat is not None:
-            self._heartbeat.stop()
+        self.stop_workers()
         db = getattr(self._local, "db", None)
         if db is not None:
             db.close()

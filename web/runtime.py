@@ -167,6 +167,7 @@ class Background:
             self.projector.close()
         if self.webhooks is not None:
             self.webhooks.close()
+        self.deployment.stop_workers()
 
 
 def with_background(application: ASGIApp) -> ASGIApp:

@@ -36,11 +36,14 @@ class Command(BaseCommand):
             timeouts, retries = work.sweep(deployment, now)
             expiry, temp_removed = work.expire(deployment, now)
         self.stdout.write(
+            f"lost {len(timeouts.lost)} (worker gone, re-queued); "
             f"timed out {len(timeouts.timed_out)} of {timeouts.considered} processing; "
             f"retried {len(retries.retried)} of {retries.considered} failed; "
             f"expired {len(expiry.expired)} of {expiry.considered} finished; "
             f"{temp_removed} temp files removed"
         )
+        for execution_id in timeouts.lost:
+            self.stdout.write(f"  lost     {execution_id}")
         for execution_id in timeouts.timed_out:
             self.stdout.write(f"  timeout  {execution_id}")
         for execution_id in retries.retried:
