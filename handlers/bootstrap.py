@@ -84,11 +84,17 @@ class Parts:
                 self._heartbeat = Heartbeat(
                     self.read_models_url, self.worker_id, config.LEASE_SECONDS
                 ).start()
+                size = config.TOOL_WORKERS or os.cpu_count() or 1
+                # Sync requests waiting for a worker hold a web thread each: by default they
+                # may take at most half of them (with the ones running), so pages still load.
+                queue = config.TOOL_QUEUE
+                if queue is None:
+                    queue = max(1, min(4 * size, config.WEB_THREADS // 2 - size))
                 self._pool = WorkerPool(
-                    config.TOOL_WORKERS,
+                    size,
                     process_id=self.worker_id,
                     per_owner=config.TOOL_WORKERS_PER_OWNER,
-                    queue_limit=config.TOOL_QUEUE,
+                    queue_limit=queue,
                     max_runs=config.TOOL_WORKER_MAX_RUNS,
                     max_rss=config.TOOL_WORKER_MAX_RSS_MB * 1024 * 1024,
                 )
