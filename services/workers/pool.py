@@ -113,8 +113,9 @@ class _Worker:
         return self.process.is_alive()
 
     def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
+        if self.pid > 0 and self.process.exitcode is None:  # never a group (0) or a reused pid
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
         self.process.join(5)
         self.conn.close()
 
@@ -139,6 +140,8 @@ class _State:
     free: list[int]
     running: dict[str, int] = field(default_factory=dict)
     waiting: list[_Ticket] = field(default_factory=list)
+    served: dict[str, int] = field(default_factory=dict)  # owner → their latest grant's number
+    grants: int = 0
 
 
 class WorkerPool:
@@ -202,15 +205,28 @@ class WorkerPool:
         return Slot(self, worker, owner)
 
     def _grant(self) -> None:
-        """Give free workers to waiting tickets, fairly (the lock is held)."""
+        """Give free workers to waiting tickets, fairly (the lock is held): owners under their
+        share first; among them the one with the fewest running, then the one served longest
+        ago (round robin), then the oldest ticket."""
         state = self._state
         while state.free and state.waiting:
             under = [t for t in state.waiting if state.running.get(t.owner, 0) < self.per_owner]
-            pool = under or state.waiting
-            ticket = min(pool, key=lambda t: (state.running.get(t.owner, 0), t.seq))
+            ticket = min(
+                under or state.waiting,
+                key=lambda t: (
+                    state.running.get(t.owner, 0),
+                    state.served.get(t.owner, -1),
+                    t.seq,
+                ),
+            )
             state.waiting.remove(ticket)
             ticket.index = state.free.pop(0)
             state.running[ticket.owner] = state.running.get(ticket.owner, 0) + 1
+            state.grants += 1
+            state.served[ticket.owner] = state.grants
+        if len(state.served) > 4096:  # forget owners with nothing running or waiting
+            active = set(state.running) | {t.owner for t in state.waiting}
+            state.served = {o: n for o, n in state.served.items() if o in active}
         self._cond.notify_all()
 
     def _free(self, index: int, owner: str) -> None:
@@ -242,12 +258,11 @@ class WorkerPool:
     # -- state -----------------------------------------------------------------------------------
 
     def warm(self) -> None:
-        """Start every worker now, so the first runs do not wait for one."""
-        for index in range(self.size):
-            with self._cond:
-                if self._closed or index not in self._state.free:
-                    continue
-            self._worker(index)
+        """Start every free worker now, so the first runs do not wait for one."""
+        with self._cond:
+            if not self._closed:
+                for index in list(self._state.free):
+                    self._worker(index)
 
     def pids(self) -> list[int]:
         return [w.pid for w in self._workers if w is not None and w.alive()]

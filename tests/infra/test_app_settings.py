@@ -55,6 +55,13 @@ LOCAL_ONLY = {
 
 # Read by the code in Azure too, where its default is the right value.
 AZURE_DEFAULT_FITS = {
+    "TOOL_WORKERS": "the instance's CPU count: a Functions instance or web replica uses its cores",
+    "TOOL_WORKERS_PER_OWNER": "half the workers while others wait, per process, as locally",
+    "TOOL_QUEUE": "sync waiters bounded by the web's threads; more load means more replicas",
+    "TOOL_WORKER_MAX_RUNS": "recycling after 200 runs suits any host",
+    "TOOL_WORKER_MAX_RSS_MB": "512 MB per worker fits the instance sizes in infra/",
+    "LEASE_SECONDS": "15 s: a lost instance's runs restart within ~20 s, as locally",
+    "TOOL_MODULES": "Azure runs the shipped tools; extra modules come with the package",
     "EVENTSTORE_URL": "defaults to DATABASE_URL: events and read models share one database",
     "WEB_THREADS": "16 request threads per replica; more load means more replicas",
     "API_THROTTLE_ANON": "the default rates suit Azure too",

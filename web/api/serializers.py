@@ -37,6 +37,14 @@ def problem_responses(
     }
 
 
+class LimitsSerializer(serializers.Serializer):
+    time_s = serializers.FloatField(help_text="wall-clock seconds an attempt may take")
+    cpu_s = serializers.FloatField(help_text="CPU seconds an attempt may use")
+    memory = serializers.IntegerField(help_text="bytes of memory the tool may use")
+    output = serializers.IntegerField(help_text="bytes of any file it writes, or of its text")
+    scratch = serializers.IntegerField(help_text="bytes of scratch files at once")
+
+
 class ToolSerializer(serializers.Serializer):
     slug = serializers.CharField()
     name = serializers.CharField()
@@ -51,6 +59,10 @@ class ToolSerializer(serializers.Serializer):
     takes_input = serializers.BooleanField()
     max_size = serializers.IntegerField(help_text="largest accepted upload, in bytes")
     timeout_s = serializers.IntegerField()
+    limits = LimitsSerializer(
+        help_text="what one run may take; past one it fails with time_limit, memory_limit, "
+        "output_too_large or disk_limit"
+    )
     max_attempts = serializers.IntegerField()
     output = serializers.ChoiceField(choices=["file", "text"])
     url = serializers.CharField()

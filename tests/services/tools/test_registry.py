@@ -45,6 +45,7 @@ DESCRIBE_KEYS = {
     "accepts",
     "max_size",
     "timeout_s",
+    "limits",
     "max_attempts",
     "output",
 }
