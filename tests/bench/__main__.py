@@ -4,7 +4,8 @@ Measures and prints events/s on PostgreSQL and on SQLite, then projections, then
 pipeline beside a Celery + Redis baseline, then the Azure path (the outbox relay beside the
 Event Grid SDK alone; Azure mode's latency beside the local host's), then user webhooks (events
 fanned out to ten endpoints, beside httpx alone), then the REST API under load from concurrent
-clients;
+clients, then contained tool runs (a sync submit through the worker pool beside the tool run
+inline, a CPU-bound burst on one worker and on all CPUs, recovery after a SIGKILLed server);
 targets are printed beside the figures, never asserted.
 Each run works in fresh schemas and files and removes them at the end, error or not. Progress goes
 to stderr, the table to stdout.
@@ -21,6 +22,12 @@ from dataclasses import replace
 from tests.bench.api_load import FULL_API_PLAN, QUICK_API_PLAN, ApiPlan, measure_api
 from tests.bench.api_report import render as render_api
 from tests.bench.backends import run_postgres, run_sqlite
+from tests.bench.contained_bench import (
+    FULL_CONTAINED_PLAN,
+    QUICK_CONTAINED_PLAN,
+    measure_contained,
+)
+from tests.bench.contained_report import render as render_contained
 from tests.bench.eventgrid_bench import (
     FULL_EVENTGRID_PLAN,
     QUICK_EVENTGRID_PLAN,
@@ -78,6 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the API load section alone (with --only-pipeline: those two sections)",
     )
+    parser.add_argument("--skip-contained", action="store_true")
+    parser.add_argument(
+        "--only-contained",
+        action="store_true",
+        help="the contained tool runs section alone (SQLite; no PostgreSQL needed)",
+    )
     parser.add_argument(
         "--api-clients",
         type=lambda text: tuple(int(n) for n in text.split(",")),
@@ -90,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     plan = QUICK_PLAN if args.quick else FULL_PLAN
     eventgrid_plan = QUICK_EVENTGRID_PLAN if args.quick else FULL_EVENTGRID_PLAN
     webhook_plan = QUICK_WEBHOOK_PLAN if args.quick else FULL_WEBHOOK_PLAN
+    contained_plan = QUICK_CONTAINED_PLAN if args.quick else FULL_CONTAINED_PLAN
+    if args.only_contained:
+        print(render_contained(measure_contained(contained_plan, progress)), flush=True)
+        return 0
     if args.only_webhooks:
         print(render_webhooks(measure_webhooks(args.pg_url, webhook_plan, progress)), flush=True)
         return 0
@@ -138,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         print(render_webhooks(measure_webhooks(args.pg_url, webhook_plan, progress)), flush=True)
     if not args.skip_api:
         print(render_api(measure_api(_api_plan(args), progress)), flush=True)
+    if not args.skip_contained:
+        print(render_contained(measure_contained(contained_plan, progress)), flush=True)
     return 0
 
 

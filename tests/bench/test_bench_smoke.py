@@ -1,6 +1,8 @@
 """The benchmark still runs: the quick run on both backends gives figures (the batch baseline's
 row among them) and reads back all; the quick pipeline run completes every execution exactly once;
-a tiny Azure-path run publishes every event once and times executions in both modes.
+a tiny Azure-path run publishes every event once and times executions in both modes; the quick
+contained-runs section completes every sync submit, both bursts and, after a SIGKILL, every run
+the lease sweep recovers.
 
 No timing is asserted here; ``python -m tests.bench`` is where figures are read.
 """
@@ -9,7 +11,14 @@ from __future__ import annotations
 
 import importlib.util
 
-from tests.bench import eventgrid_bench, pipeline_bench, pipeline_report, webhook_bench
+from tests.bench import (
+    contained_bench,
+    contained_report,
+    eventgrid_bench,
+    pipeline_bench,
+    pipeline_report,
+    webhook_bench,
+)
 from tests.bench.backends import run_postgres, run_sqlite
 from tests.bench.baseline import BATCH_LABEL
 from tests.bench.report import Section, render
@@ -83,3 +92,19 @@ def test_tiny_webhook_bench() -> None:
     assert figures.delivered == figures.expected  # none lost
     assert figures.requests == figures.delivered  # none twice
     assert "deliveries/s" in webhook_bench.render(figures)
+
+
+def test_quick_contained_bench() -> None:
+    plan = contained_bench.QUICK_CONTAINED_PLAN
+    figures = contained_bench.measure_contained(plan)
+    for side in (figures.contained, figures.inline):
+        assert side is not None and len(side.samples_ms) == plan.submits
+    assert figures.sync_not_completed == 0
+    assert [(b.runs, b.completed) for b in figures.bursts] == [(plan.burst, plan.burst)] * 2
+    recovery = figures.recovery
+    assert recovery is not None and not recovery.problem, recovery
+    assert recovery.completed == recovery.processing_at_kill == plan.recovery_runs
+    assert recovery.worker_lost == plan.recovery_runs  # each one failed over by the lease sweep
+    table = contained_report.render(figures)
+    for row in ("contained, warm pool", "inline (baseline)", "speed-up", "lease sweep"):
+        assert row in table, table
