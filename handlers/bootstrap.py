@@ -85,11 +85,12 @@ class Parts:
                     self.read_models_url, self.worker_id, config.LEASE_SECONDS
                 ).start()
                 size = config.TOOL_WORKERS or os.cpu_count() or 1
-                # Sync requests waiting for a worker hold a web thread each: by default they
-                # may take at most half of them (with the ones running), so pages still load.
+                # Sync requests waiting for a worker hold a web thread each: by default all
+                # but a few of them may (quick tools wait milliseconds; a slow tool's requests
+                # are refused sooner, when the wait would pass half their time limit).
                 queue = config.TOOL_QUEUE
                 if queue is None:
-                    queue = max(1, min(4 * size, config.WEB_THREADS // 2 - size))
+                    queue = max(1, config.WEB_THREADS - size - 4)
                 self._pool = WorkerPool(
                     size,
                     process_id=self.worker_id,

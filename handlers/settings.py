@@ -175,7 +175,7 @@ class Settings(BaseSettings):
     TOOL_QUEUE: int | None = Field(
         None,
         ge=0,
-        description="sync requests waiting for a worker before a 503 (≤ half the web threads)",
+        description="sync requests waiting for a worker before a 503 (web threads - workers - 4)",
     )
     TOOL_WORKER_MAX_RUNS: int = Field(200, ge=1, description="runs before a worker is replaced")
     TOOL_WORKER_MAX_RSS_MB: int = Field(

@@ -333,7 +333,7 @@ class ExecutionActions:
             if runner is not None:
                 accepted = self.service.clock()
                 try:
-                    slot = runner.reserve(command.owner)
+                    slot = runner.reserve(command.owner, tool)
                 except PoolBusy as exc:
                     raise Problem(exc.code, str(exc), 503, retry_after=exc.retry_after) from None
                 commands.append(runner.start(slot, tool, accepted))

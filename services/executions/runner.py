@@ -81,10 +81,12 @@ class ToolRunner:
         self.cancel_check_interval = cancel_check_interval
         self.temp_root = temp_root
 
-    def reserve(self, owner: str, *, sync: bool = True) -> Slot:
+    def reserve(self, owner: str, tool: BaseTool | None = None, *, sync: bool = True) -> Slot:
         """A worker for a run the caller is about to record as started (a sync submit): it
-        waits its turn, or raises ``PoolBusy`` when too many requests wait already."""
-        return self.pool.acquire(owner, sync=sync)
+        waits its turn, or raises ``PoolBusy`` when too many requests wait already or the
+        wait would take more than half the tool's time limit (its clock runs meanwhile)."""
+        budget = tool.timeout.total_seconds() / 2 if tool is not None else None
+        return self.pool.acquire(owner, sync=sync, budget=budget)
 
     def start(self, slot: Slot, tool: BaseTool | None, now: datetime | None = None) -> Start:
         """The ``Start`` of an attempt on ``slot``'s worker (``now``: when its clock starts)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -168,21 +169,35 @@ class WorkerPool:
         self._state = _State(free=list(range(self.size)))
         self._seq = itertools.count()
         self._closed = False
+        self._typical_run = 0.0  # seconds a run takes lately (moving average)
         self.started = 0  # worker processes started (the first ones and replacements)
 
     # -- sharing ---------------------------------------------------------------------------------
 
-    def acquire(self, owner: str, *, sync: bool = False, timeout: float | None = None) -> Slot:
-        """A worker for ``owner``'s run, when it is their turn. ``sync``: refuse with PoolBusy
-        rather than queue past ``queue_limit``."""
+    def acquire(
+        self,
+        owner: str,
+        *,
+        sync: bool = False,
+        timeout: float | None = None,
+        budget: float | None = None,
+    ) -> Slot:
+        """A worker for ``owner``'s run, when it is their turn.
+
+        ``sync`` (a request waits): refuse with ``PoolBusy`` rather than queue past
+        ``queue_limit`` waiting requests, or when the wait, judged from how long runs have been
+        taking lately, would pass ``budget`` seconds (a request that would mostly wait is told
+        to come back instead).
+        """
         with self._cond:
             if self._closed:
                 raise PoolClosed("the worker pool is closed")
             state = self._state
             if sync and not state.free:
                 queued = sum(1 for t in state.waiting if t.sync)
-                if queued >= self.queue_limit:
-                    raise PoolBusy(retry_after=max(1, queued // self.size))
+                expected = (queued + 1) * self._typical_run / self.size
+                if queued >= self.queue_limit or (budget is not None and expected > budget):
+                    raise PoolBusy(retry_after=max(1, math.ceil(expected)))
             ticket = _Ticket(owner, next(self._seq), sync)
             state.waiting.append(ticket)
             self._grant()
@@ -228,6 +243,11 @@ class WorkerPool:
             active = set(state.running) | {t.owner for t in state.waiting}
             state.served = {o: n for o, n in state.served.items() if o in active}
         self._cond.notify_all()
+
+    def _observe(self, seconds: float) -> None:
+        """A run took ``seconds``: the moving average sync admission judges waits by."""
+        with self._cond:
+            self._typical_run += 0.2 * (seconds - self._typical_run)
 
     def _free(self, index: int, owner: str) -> None:
         with self._cond:
@@ -275,6 +295,7 @@ class WorkerPool:
                 "waiting": len(self._state.waiting),
                 "running_by_owner": dict(self._state.running),
                 "started": self.started,
+                "typical_run_s": round(self._typical_run, 4),
             }
 
     def close(self) -> None:
@@ -332,8 +353,22 @@ class Slot:
 
         ``deadline`` is a ``time.monotonic()`` time: the run's wall-clock limit.
         """
-        worker, limits = self.worker, job.limits
+        worker = self.worker
         worker.runs += 1
+        began = time.monotonic()
+        try:
+            return self._supervise(job, deadline, on_progress, should_stop)
+        finally:
+            self.pool._observe(time.monotonic() - began)
+
+    def _supervise(
+        self,
+        job: Job,
+        deadline: float,
+        on_progress: Callable[[float, str], None],
+        should_stop: Callable[[], bool],
+    ) -> Result:
+        worker, limits = self.worker, job.limits
         try:
             worker.conn.send(job)
         except (BrokenPipeError, OSError):

@@ -133,3 +133,21 @@ def test_a_closed_pool_refuses_and_wakes_its_waiters(pool: WorkerPool) -> None:
     held.release()
     with pytest.raises(PoolClosed):
         pool.acquire("carol")
+
+
+def test_a_sync_request_that_would_mostly_wait_is_told_to_come_back(pool: WorkerPool) -> None:
+    for _ in range(10):
+        pool._observe(4.0)  # runs have been taking about 4 s lately
+    held = pool.acquire("alice")
+    order: list[str] = []
+    waiting = _take_in_order(pool, ["bob"], order, sync=True)  # waits about 4 s: within 5
+    with pytest.raises(PoolBusy) as refused:
+        pool.acquire("carol", sync=True, budget=5.0)  # would wait about 8 s
+    assert refused.value.retry_after >= 7
+    with pytest.raises(PoolBusy):
+        pool.acquire("carol", sync=True, budget=5.0)
+    held.release()
+    waiting[0].join(10)
+    assert order == ["bob"]
+    with pool.acquire("carol", sync=True, budget=5.0):  # a free worker: no wait to judge
+        pass
