@@ -44,6 +44,11 @@ class InlinePool:
         self.process_id = process_id
 
     def acquire(
-        self, owner: str, *, sync: bool = False, timeout: float | None = None
+        self,
+        owner: str,
+        *,
+        sync: bool = False,
+        timeout: float | None = None,
+        budget: float | None = None,
     ) -> InlineSlot:
         return InlineSlot(self.process_id)
