@@ -85,12 +85,12 @@ class Parts:
                     self.read_models_url, self.worker_id, config.LEASE_SECONDS
                 ).start()
                 size = config.TOOL_WORKERS or os.cpu_count() or 1
-                # Sync requests waiting for a worker hold a web thread each: by default all
-                # but a few of them may (quick tools wait milliseconds; a slow tool's requests
-                # are refused sooner, when the wait would pass half their time limit).
+                # Sync requests waiting for a worker hold a web thread each; what refuses them
+                # is mostly the expected wait (past half their time limit), so quick tools
+                # queue for milliseconds and a slow tool's requests hold few threads.
                 queue = config.TOOL_QUEUE
                 if queue is None:
-                    queue = max(1, config.WEB_THREADS - size - 4)
+                    queue = max(1, config.WEB_THREADS - size)
                 self._pool = WorkerPool(
                     size,
                     process_id=self.worker_id,
@@ -98,6 +98,7 @@ class Parts:
                     queue_limit=queue,
                     max_runs=config.TOOL_WORKER_MAX_RUNS,
                     max_rss=config.TOOL_WORKER_MAX_RSS_MB * 1024 * 1024,
+                    nice=config.TOOL_WORKER_NICE,
                 )
             return self._pool
 

@@ -175,11 +175,14 @@ class Settings(BaseSettings):
     TOOL_QUEUE: int | None = Field(
         None,
         ge=0,
-        description="sync requests waiting for a worker before a 503 (web threads - workers - 4)",
+        description="sync requests waiting for a worker before a 503 (web threads - workers)",
     )
     TOOL_WORKER_MAX_RUNS: int = Field(200, ge=1, description="runs before a worker is replaced")
     TOOL_WORKER_MAX_RSS_MB: int = Field(
         512, ge=16, description="resident MB past which a worker is replaced after its run"
+    )
+    TOOL_WORKER_NICE: int = Field(
+        0, ge=0, le=19, description="nice of tool workers (above 0: the web first, sync runs wait)"
     )
     LEASE_SECONDS: float = Field(
         15.0, gt=0, description="a worker's lease: a run whose process is silent this long is lost"

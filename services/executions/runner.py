@@ -226,14 +226,17 @@ class _Attempt:
                 spec = self._input(scratch)
             except BlobError as exc:
                 return self.fail(exc.code, f"reading the input failed: {exc}", exc.retryable)
-            job = Job(tool, dict(self.state.params or {}), spec, str(scratch.path), limits)
+            job = Job(tool, dict(self.state.params or {}), spec, str(scratch.location), limits)
             deadline = started + limits.time_s
             if self.state.deadline is not None:  # a sync run's clock started at its request
                 left = (self.state.deadline - self.service.clock()).total_seconds()
                 deadline = min(deadline, started + max(0.0, left))
-            result = slot.run(
-                job, deadline=deadline, on_progress=self.progress, should_stop=self.cancelled
-            )
+            try:
+                result = slot.run(
+                    job, deadline=deadline, on_progress=self.progress, should_stop=self.cancelled
+                )
+            finally:
+                slot.release()  # the worker is free for the next run while this one is stored
             duration_ms = int((time.monotonic() - started) * 1000)
             return self._settle(result, scratch, limits, duration_ms)
         finally:

@@ -10,6 +10,8 @@ checks ``ctx.check_cancelled()`` between steps of long work, keeps scratch files
 
 from __future__ import annotations
 
+import itertools
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -165,24 +167,45 @@ class BaseTool:
         }
 
 
+_names = itertools.count()
+
+
 class ScratchDir:
     """A temp directory made on first use: most quick tools never need one, and making and
-    removing a directory costs more than a no-op tool's whole run."""
+    removing a directory costs more than a no-op tool's whole run. ``at`` fixes where it will
+    be (a supervisor names it, the worker process that runs the tool makes it if it must)."""
 
-    def __init__(self, parent: Path | None = None, prefix: str = "mt-") -> None:
+    def __init__(
+        self, parent: Path | None = None, prefix: str = "mt-", *, at: Path | None = None
+    ) -> None:
         self._parent = parent
         self._prefix = prefix
+        self._at = at
         self._path: Path | None = None
+
+    @property
+    def location(self) -> Path:
+        """Where the directory is or will be, without making it."""
+        if self._at is None:
+            self._at = Path(self._parent or tempfile.gettempdir()) / (
+                f"{self._prefix}{os.getpid()}-{next(_names)}"
+            )
+        return self._path or self._at
 
     @property
     def path(self) -> Path:
         if self._path is None:
-            self._path = Path(tempfile.mkdtemp(prefix=self._prefix, dir=self._parent))
+            if self._at is not None:
+                self._at.mkdir(parents=True, exist_ok=True)
+                self._path = self._at
+            else:
+                self._path = Path(tempfile.mkdtemp(prefix=self._prefix, dir=self._parent))
         return self._path
 
     def cleanup(self) -> None:
-        if self._path is not None:
-            shutil.rmtree(self._path, ignore_errors=True)
+        target = self._path or self._at
+        if target is not None and os.path.lexists(target):
+            shutil.rmtree(target, ignore_errors=True)
 
 
 def _dir(where: Path | ScratchDir) -> Path:

@@ -25,7 +25,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from services.tools.base import MB, BaseTool, InputFile, Output, OutputSink, ToolContext, ToolError
+from services.tools.base import (
+    MB,
+    BaseTool,
+    InputFile,
+    Output,
+    OutputSink,
+    ScratchDir,
+    ToolContext,
+    ToolError,
+)
 from services.workers.limits import MEMORY_LIMIT, OUTPUT_TOO_LARGE, Limits, megabytes
 
 PROGRESS_EVERY = 0.1  # seconds between progress messages up the pipe
@@ -78,7 +87,7 @@ def main(conn: Connection, nice: int) -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past RLIMIT_FSIZE fails instead
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if nice:
-        os.nice(nice)  # requests before tools: the web stays quick while a core is busy
+        os.nice(nice)  # the web before tools (but a request waiting on its sync run waits longer)
     while True:
         try:
             job = conn.recv()
@@ -105,7 +114,7 @@ def run(job: Job, conn: Connection | None = None) -> Answer:
         last_sent = now
         conn.send(("progress", percent, message))
 
-    scratch = Path(job.scratch)
+    scratch = ScratchDir(at=Path(job.scratch))  # made if the tool asks for it
     tool = job.tool
     try:
         params = tool.Params.model_validate(job.params)
@@ -144,7 +153,7 @@ def run(job: Job, conn: Connection | None = None) -> Answer:
 class LimitedSink(OutputSink):
     """An output sink that refuses bytes and text past the run's output limit before writing."""
 
-    def __init__(self, temp_dir: Path, limit: int) -> None:
+    def __init__(self, temp_dir: Path | ScratchDir, limit: int) -> None:
         super().__init__(temp_dir)
         self.limit = limit
 
@@ -170,7 +179,7 @@ def _too_large(limits: Limits) -> Refused:
     return Refused(OUTPUT_TOO_LARGE, str(_TooLarge(limits.output)), False)
 
 
-def _input(spec: InputSpec | None, scratch: Path) -> InputFile | None:
+def _input(spec: InputSpec | None, scratch: ScratchDir) -> InputFile | None:
     if spec is None:
         return None
     path = Path(spec.path)

@@ -41,6 +41,7 @@ from services.workers.limits import (
 log = logging.getLogger(__name__)
 
 CHECK_EVERY = 0.1  # seconds between the supervisor's checks of memory and scratch disk
+RSS_CHECK_EVERY = 8  # runs between checks of a worker's resident size for recycling
 PRELOAD = [
     "services.workers.child",
     "services.tools.plugins.data",
@@ -134,6 +135,7 @@ class _Ticket:
     seq: int
     sync: bool
     index: int | None = None  # the worker slot granted
+    ready: threading.Event = field(default_factory=threading.Event)  # set when granted
 
 
 @dataclass
@@ -155,7 +157,7 @@ class WorkerPool:
         queue_limit: int | None = None,
         max_runs: int = 200,
         max_rss: int = 512 * 1024 * 1024,
-        nice: int = 10,
+        nice: int = 0,
     ) -> None:
         self.size = size or os.cpu_count() or 1
         self.process_id = process_id  # names this process in the workers' ids (and its lease)
@@ -165,7 +167,7 @@ class WorkerPool:
         self.max_rss = max_rss
         self.nice = nice
         self._workers: list[_Worker | None] = [None] * self.size
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._state = _State(free=list(range(self.size)))
         self._seq = itertools.count()
         self._closed = False
@@ -189,7 +191,7 @@ class WorkerPool:
         taking lately, would pass ``budget`` seconds (a request that would mostly wait is told
         to come back instead).
         """
-        with self._cond:
+        with self._lock:
             if self._closed:
                 raise PoolClosed("the worker pool is closed")
             state = self._state
@@ -201,17 +203,20 @@ class WorkerPool:
             ticket = _Ticket(owner, next(self._seq), sync)
             state.waiting.append(ticket)
             self._grant()
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while ticket.index is None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:  # each waiter is woken alone, when its turn comes (no thundering herd)
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ticket.ready.wait(left)
+            with self._lock:
+                if ticket.index is not None:
+                    break
                 if self._closed:
                     state.waiting.remove(ticket)
                     raise PoolClosed("the worker pool is closed")
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
+                if deadline is not None and time.monotonic() >= deadline:
                     state.waiting.remove(ticket)
                     raise PoolBusy(retry_after=1)
-                self._cond.wait(left)
-            index = ticket.index
+        index = ticket.index
         try:
             worker = self._worker(index)
         except BaseException:
@@ -239,18 +244,18 @@ class WorkerPool:
             state.running[ticket.owner] = state.running.get(ticket.owner, 0) + 1
             state.grants += 1
             state.served[ticket.owner] = state.grants
+            ticket.ready.set()
         if len(state.served) > 4096:  # forget owners with nothing running or waiting
             active = set(state.running) | {t.owner for t in state.waiting}
             state.served = {o: n for o, n in state.served.items() if o in active}
-        self._cond.notify_all()
 
     def _observe(self, seconds: float) -> None:
         """A run took ``seconds``: the moving average sync admission judges waits by."""
-        with self._cond:
+        with self._lock:
             self._typical_run += 0.2 * (seconds - self._typical_run)
 
     def _free(self, index: int, owner: str) -> None:
-        with self._cond:
+        with self._lock:
             state = self._state
             state.free.append(index)
             state.running[owner] -= 1
@@ -279,7 +284,7 @@ class WorkerPool:
 
     def warm(self) -> None:
         """Start every free worker now, so the first runs do not wait for one."""
-        with self._cond:
+        with self._lock:
             if not self._closed:
                 for index in list(self._state.free):
                     self._worker(index)
@@ -288,7 +293,7 @@ class WorkerPool:
         return [w.pid for w in self._workers if w is not None and w.alive()]
 
     def stats(self) -> dict[str, Any]:
-        with self._cond:
+        with self._lock:
             return {
                 "size": self.size,
                 "busy": self.size - len(self._state.free),
@@ -300,9 +305,10 @@ class WorkerPool:
 
     def close(self) -> None:
         """Stop every worker (a run still going is killed: its caller reports the worker lost)."""
-        with self._cond:
+        with self._lock:
             self._closed = True
-            self._cond.notify_all()
+            for ticket in self._state.waiting:
+                ticket.ready.set()
             workers = [w for w in self._workers if w is not None]
             self._workers = [None] * self.size
         for worker in workers:
@@ -337,7 +343,9 @@ class Slot:
         worker, pool = self.worker, self.pool
         if not self._healthy or not worker.alive():
             pool._discard(worker, kill=True)
-        elif worker.runs >= pool.max_runs or child.resident(worker.pid) > pool.max_rss:
+        elif worker.runs >= pool.max_runs or (
+            worker.runs % RSS_CHECK_EVERY == 0 and child.resident(worker.pid) > pool.max_rss
+        ):
             pool._discard(worker, kill=False)  # recycled: a fresh one next time
         pool._free(worker.index, self.owner)
 
@@ -374,7 +382,7 @@ class Slot:
         except (BrokenPipeError, OSError):
             self._healthy = False
             return Lost(f"worker {worker.pid} was gone before the run began")
-        baseline = child.resident(worker.pid)
+        baseline: int | None = None  # read at the first check: a quick run needs none
         next_check = time.monotonic() + CHECK_EVERY
         while True:
             now = time.monotonic()
@@ -400,6 +408,8 @@ class Slot:
             next_check = time.monotonic() + CHECK_EVERY
             if not worker.alive():
                 return self._died()
+            if baseline is None:
+                baseline = child.resident(worker.pid)
             used = child.resident(worker.pid) - baseline
             if used > limits.memory:
                 self._kill()
