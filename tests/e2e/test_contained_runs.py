@@ -188,13 +188,15 @@ def test_a_server_killed_twice_mid_burst_loses_no_run(env: dict[str, str], tmp_p
     log = tmp_path / "server.log"
     server = Server(env, log)
     tokens = create_users(env, "burst")
-    sizes = [(1600 + i, 1200 + i) for i in range(40)]  # ~0.1 s each: a queue builds up
+    sizes = [(2400 + i, 1800 + i) for i in range(40)]  # ~0.2 s each: a queue builds up
     ids: list[str] = []
     try:
-        with client(server.url, tokens["burst"]) as api:
-            for n, (w, h) in enumerate(sizes):
-                made = submit_file(api, "image-rotate", f"p{n}.png", png(w, h), angle=90)
-                ids.append(made["id"])
+        with client(server.url, tokens["burst"]) as api, ThreadPoolExecutor(8) as senders:
+            made = senders.map(
+                lambda n: submit_file(api, "image-rotate", f"p{n}.png", png(*sizes[n]), angle=90),
+                range(40),
+            )
+            ids = [m["id"] for m in made]
             first = [api.get(f"/api/v1/executions/{i}/").json()["status"] for i in ids]
         server.kill()  # mid-burst: runs are processing, more are waiting
         server = Server(env, log)
