@@ -14,18 +14,15 @@ recycled after ``max_runs`` runs or past ``max_rss`` bytes resident.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import math
-import multiprocessing
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from typing import Any
 
 from services.workers import child
@@ -37,35 +34,12 @@ from services.workers.limits import (
     WORKER_LOST,
     megabytes,
 )
+from services.workers.process import Worker, scratch_size
 
 log = logging.getLogger(__name__)
 
 CHECK_EVERY = 0.1  # seconds between the supervisor's checks of memory and scratch disk
 RSS_CHECK_EVERY = 8  # runs between checks of a worker's resident size for recycling
-PRELOAD = [
-    "services.workers.child",
-    "services.tools.plugins.data",
-    "services.tools.plugins.encoders",
-    "services.tools.plugins.hashes",
-    "services.tools.plugins.image",
-    "services.tools.plugins.pdf",
-    "services.tools.plugins.video",
-]
-
-_context_lock = threading.Lock()
-_context: Any = None
-
-
-def _mp_context() -> Any:
-    """The forkserver context: workers fork from a clean, preloaded server process (not from
-    this one, whose threads may hold locks), so a new worker is warm in milliseconds."""
-    global _context
-    with _context_lock:
-        if _context is None:
-            ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(PRELOAD)
-            _context = ctx
-        return _context
 
 
 class PoolBusy(Exception):
@@ -95,38 +69,6 @@ class Stopped:
 
 
 Result = Answer | Lost | Stopped
-
-
-class _Worker:
-    def __init__(self, index: int, nice: int) -> None:
-        ctx = _mp_context()
-        parent, kid = ctx.Pipe(duplex=True)
-        self.index = index
-        self.conn: Connection = parent
-        self.process = ctx.Process(
-            target=child.main, args=(kid, nice), name=f"tool-worker-{index}", daemon=True
-        )
-        self.process.start()
-        kid.close()
-        self.runs = 0
-        self.pid: int = self.process.pid or 0
-
-    def alive(self) -> bool:
-        return self.process.is_alive()
-
-    def kill(self) -> None:
-        if self.pid > 0 and self.process.exitcode is None:  # never a group (0) or a reused pid
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-        self.process.join(5)
-        self.conn.close()
-
-    def retire(self) -> None:
-        """Let it finish: closing the pipe ends its loop."""
-        self.conn.close()
-        self.process.join(2)
-        if self.process.is_alive():
-            self.kill()
 
 
 @dataclass
@@ -166,7 +108,7 @@ class WorkerPool:
         self.max_runs = max_runs
         self.max_rss = max_rss
         self.nice = nice
-        self._workers: list[_Worker | None] = [None] * self.size
+        self._workers: list[Worker | None] = [None] * self.size
         self._lock = threading.Lock()
         self._state = _State(free=list(range(self.size)))
         self._seq = itertools.count()
@@ -263,16 +205,16 @@ class WorkerPool:
                 del state.running[owner]
             self._grant()
 
-    def _worker(self, index: int) -> _Worker:
+    def _worker(self, index: int) -> Worker:
         worker = self._workers[index]
         if worker is None or not worker.alive():
             if worker is not None:
                 worker.conn.close()
-            worker = self._workers[index] = _Worker(index, self.nice)
+            worker = self._workers[index] = Worker(index, self.nice)
             self.started += 1
         return worker
 
-    def _discard(self, worker: _Worker, *, kill: bool) -> None:
+    def _discard(self, worker: Worker, *, kill: bool) -> None:
         if self._workers[worker.index] is worker:
             self._workers[worker.index] = None
         if kill:
@@ -318,7 +260,7 @@ class WorkerPool:
 class Slot:
     """One worker, held for one run (and released by ``release`` or leaving the ``with``)."""
 
-    def __init__(self, pool: WorkerPool, worker: _Worker, owner: str) -> None:
+    def __init__(self, pool: WorkerPool, worker: Worker, owner: str) -> None:
         self.pool = pool
         self.worker = worker
         self.owner = owner
@@ -418,7 +360,7 @@ class Slot:
                     f"the run used more than its {megabytes(limits.memory)} of memory",
                     False,
                 )
-            if _size(job.scratch) > limits.scratch:
+            if scratch_size(job.scratch) > limits.scratch:
                 self._kill()
                 return Refused(
                     DISK_LIMIT,
@@ -447,24 +389,6 @@ class Slot:
             how = f"exited with status {code}"
         log.warning("tool worker %s %s mid-run", self.worker.pid, how)
         return Lost(f"the worker process {how} mid-run")
-
-
-def _size(path: str) -> int:
-    """Bytes in the files under ``path`` (0 when it is gone)."""
-    total = 0
-    try:
-        with os.scandir(path) as entries:
-            for entry in entries:
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        total += _size(entry.path)
-                    else:
-                        total += entry.stat(follow_symlinks=False).st_size
-                except OSError:
-                    continue
-    except OSError:
-        return 0
-    return total
 
 
 __all__ = [
