@@ -12,6 +12,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from PIL import Image
@@ -140,27 +141,29 @@ def test_a_tool_worker_killed_mid_run_is_lost_retried_at_once_and_completes(
     assert state.attempt == 2
 
 
+def _started_by(box: Toolbox, process_id: str, lease_renewed_ago: float) -> UUID:
+    """A test-noop execution recorded as running on a worker of ``process_id``, whose lease
+    was last renewed ``lease_renewed_ago`` seconds ago (the host stays stopped)."""
+    box.restart_host(start=False)
+    execution_id = box.submit("test-noop", {})
+    now = datetime.now(UTC)
+    box.service.handle(
+        execution_id,
+        Start(f"{process_id}/4243", now, timedelta(minutes=5), lease_seconds=15.0),
+    )
+    with Database(box.parts.read_models_url) as db:
+        leases.setup(db)
+        leases.renew(db, process_id, 15.0, now=now - timedelta(seconds=lease_renewed_ago))
+    return execution_id
+
+
 def test_a_run_whose_process_died_is_lost_when_its_lease_runs_out_and_retried(
     sqlite_toolbox: Toolbox, tmp_path: Path
 ) -> None:
     """The process that ran the attempt is gone (its lease row expired): the sweeper fails the
     attempt with worker_lost and re-queues it in the same commit; the host runs attempt 2."""
     box = sqlite_toolbox
-    box.restart_host(start=False)
-    execution_id = box.submit("test-noop", {})
-    dead = "gone-host:4242:dead"
-    box.service.handle(
-        execution_id,
-        Start(
-            worker_id=f"{dead}/4243",
-            now=datetime.now(UTC),
-            timeout=timedelta(minutes=5),
-            lease_seconds=15.0,
-        ),
-    )
-    with Database(box.parts.read_models_url) as db:
-        leases.setup(db)
-        leases.renew(db, dead, 15.0, now=datetime.now(UTC) - timedelta(seconds=20))
+    execution_id = _started_by(box, "gone-host:4242:dead", lease_renewed_ago=20)
     box.host.start()
 
     state = box.wait_for(execution_id, {Status.COMPLETED}, timeout=30)
@@ -176,21 +179,7 @@ def test_a_run_whose_process_keeps_its_lease_is_left_alone(
     sqlite_toolbox: Toolbox,
 ) -> None:
     box = sqlite_toolbox
-    box.restart_host(start=False)
-    execution_id = box.submit("test-noop", {})
-    alive = "busy-host:4242:live"
-    box.service.handle(
-        execution_id,
-        Start(
-            worker_id=f"{alive}/4243",
-            now=datetime.now(UTC),
-            timeout=timedelta(minutes=5),
-            lease_seconds=15.0,
-        ),
-    )
-    with Database(box.parts.read_models_url) as db:
-        leases.setup(db)
-        leases.renew(db, alive, 15.0)
+    execution_id = _started_by(box, "busy-host:4242:live", lease_renewed_ago=0)
     deadline = time.monotonic() + 10
     with Database(box.parts.read_models_url) as db:
         while (
