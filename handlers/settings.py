@@ -182,7 +182,7 @@ class Settings(BaseSettings):
         512, ge=16, description="resident MB past which a worker is replaced after its run"
     )
     TOOL_WORKER_NICE: int = Field(
-        0, ge=0, le=19, description="nice of tool workers (above 0: the web first, sync runs wait)"
+        10, ge=0, le=19, description="nice of tool workers (0: sync runs first, pages slower)"
     )
     LEASE_SECONDS: float = Field(
         15.0, gt=0, description="a worker's lease: a run whose process is silent this long is lost"

@@ -99,7 +99,7 @@ class WorkerPool:
         queue_limit: int | None = None,
         max_runs: int = 200,
         max_rss: int = 512 * 1024 * 1024,
-        nice: int = 0,
+        nice: int = 10,
     ) -> None:
         self.size = size or os.cpu_count() or 1
         self.process_id = process_id  # names this process in the workers' ids (and its lease)
