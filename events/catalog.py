@@ -180,10 +180,14 @@ class Expired(EventPayload):
     status: ClassVar[str | None] = "expired"
 
     blobs_removed: list[BlobRef] = Field(default_factory=list)
+    # True when its owner deleted it (DELETE): it is gone from the owner's API and UI as well;
+    # the stream stays for the audit. Absent (False) in retention's and in older events.
+    deleted: bool = False
 
     def summary(self) -> str:
         count = len(self.blobs_removed)
-        return f"{count} file{'s' if count != 1 else ''} removed"
+        removed = f"{count} file{'s' if count != 1 else ''} removed"
+        return f"deleted by its owner; {removed}" if self.deleted else removed
 
 
 def file_size(size: int) -> str:

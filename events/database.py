@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import psycopg
 
-from events.connections import split_url, sqlite_path, writer_lock
+from events.connections import split_url, sqlite_path, timeouts, writer_lock
 
 Dialect = Literal["sqlite", "postgresql"]
 
@@ -73,6 +73,7 @@ class Database:
         return self._conn
 
     def _connect(self) -> Any:
+        limits = timeouts()
         if self.dialect == "sqlite":
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -80,23 +81,23 @@ class Database:
                 self.path,
                 isolation_level=None,
                 check_same_thread=False,
-                timeout=30,
+                timeout=limits.statement,
                 detect_types=sqlite3.PARSE_DECLTYPES,
             )
             conn.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode may lose the last commits on power loss but never tears one:
             # rows and checkpoint go together, and read models can always be rebuilt.
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA busy_timeout={round(limits.statement * 1000)}")
             return conn
-        with psycopg.connect(self._pg_url, autocommit=True) as bootstrap:
+        with psycopg.connect(self._pg_url, autocommit=True, **limits.postgres()) as bootstrap:
             bootstrap.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
         # synchronous_commit off, for the same reason as SQLite's NORMAL above: a crash may lose
         # the last few commits, rows and checkpoint together, which the projector re-applies.
         return psycopg.connect(
             self._pg_url,
             autocommit=True,
-            options=f"-c search_path={self.schema} -c synchronous_commit=off",
+            **limits.postgres(f"-c search_path={self.schema}", "-c synchronous_commit=off"),
         )
 
     def close(self) -> None:

@@ -27,13 +27,18 @@ from events.appending import (
 )
 from events.audit import verify_rows
 from events.catalog import Catalog, catalog as execution_catalog
-from events.connections import split_url
+from events.connections import split_url, timeouts
 from events.envelope import GENESIS_HASH, NewEvent, RecordedEvent, chain, recorded_event
 from events.errors import EventStoreError, WrongExpectedVersion
 from events.notifying import Notifications
 from events.store import ANY, NO_STREAM, AppendResult, FeedStatus, VerifyReport
 
-SQL_FILES = ("events-table.sql", "immutable-events.sql", "take-positions.sql")
+SQL_FILES = (
+    "events-table.sql",
+    "immutable-events.sql",
+    "take-positions.sql",
+    "anchor-tables.sql",  # events.anchors
+)
 _SQL = {
     name: resources.files("events.sql").joinpath(name).read_text()
     for name in (*SQL_FILES, "append-event.sql", "append-events.sql", "read-feed.sql")
@@ -101,10 +106,10 @@ class PostgresEventStore:
         self.url, url_schema = split_url(url)
         self.schema = schema or url_schema
         self.channel = f"mt_events_{self.schema}"[:63]
-        # enable_sort/enable_bitmapscan off: see sql/read-feed.sql.
-        self._kwargs = {
-            "options": f"-c search_path={self.schema} -c enable_sort=off -c enable_bitmapscan=off"
-        }
+        # enable_sort/enable_bitmapscan off: see sql/read-feed.sql. The process's timeouts too.
+        self._kwargs = timeouts().postgres(
+            f"-c search_path={self.schema}", "-c enable_sort=off", "-c enable_bitmapscan=off"
+        )
         # Each thread gets its own connection (no pool checkout per append). Autocommit: an append
         # is one statement, so it is its own transaction and needs one round trip instead of
         # three (BEGIN, INSERT, COMMIT); reads need no transaction.

@@ -10,6 +10,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 from uuid import UUID
 
@@ -23,10 +24,13 @@ from events.appending import (
 )
 from events.audit import verify_rows
 from events.catalog import Catalog, catalog as execution_catalog
-from events.connections import sqlite_path, writer_lock
+from events.connections import sqlite_path, timeouts, writer_lock
 from events.envelope import GENESIS_HASH, NewEvent, RecordedEvent, chain, recorded_event
 from events.errors import WrongExpectedVersion
 from events.store import ANY, NO_STREAM, AppendResult, FeedStatus, VerifyReport
+
+# The audit anchors beside the events (events.anchors).
+ANCHOR_TABLES = resources.files("events.sql").joinpath("anchor-tables.sqlite.sql").read_text()
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -93,12 +97,13 @@ class SQLiteEventStore:
         if conn is None:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            wait = timeouts().statement  # for another process's writer
             conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30
+                self.path, isolation_level=None, check_same_thread=False, timeout=wait
             )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA busy_timeout={round(wait * 1000)}")
             self._local.conn = conn
             with self._lock:
                 for thread in [t for t in self._all if not t.is_alive()]:
@@ -107,7 +112,7 @@ class SQLiteEventStore:
         return conn
 
     def setup(self) -> None:
-        self._conn().executescript(SCHEMA)
+        self._conn().executescript(SCHEMA + ANCHOR_TABLES)
 
     def close(self) -> None:
         with self._lock:
