@@ -36,18 +36,23 @@ __all__ = [
 
 
 def open_blob_store(
-    url: str, *, signing_key: bytes = b"", base_url: str = "http://127.0.0.1:8000/blobs"
+    url: str,
+    *,
+    signing_key: bytes = b"",
+    base_url: str = "http://127.0.0.1:8000/blobs",
+    timeout: float = 20.0,
 ) -> BlobStore:
-    """The store ``url`` names; ``signing_key`` and ``base_url`` sign the local store's URLs."""
+    """The store ``url`` names; ``signing_key`` and ``base_url`` sign the local store's URLs;
+    ``timeout`` bounds each wait of Blob Storage's calls (to connect, and for each read)."""
     # Backends are imported on demand: the local default should not pay for the Azure SDK.
     if "AccountName=" in url or "UseDevelopmentStorage=true" in url:
         from services.blobs.azure import AzureBlobStore
 
-        return AzureBlobStore.from_connection_string(url)
+        return AzureBlobStore.from_connection_string(url, timeout=timeout)
     if url.startswith("https://"):
         from services.blobs.azure import AzureBlobStore
 
-        return AzureBlobStore.from_account_url(url)
+        return AzureBlobStore.from_account_url(url, timeout=timeout)
     from services.blobs.local import LocalBlobStore
 
     if url.startswith("file://"):

@@ -73,6 +73,11 @@ class BlobStore(Protocol):
     ) -> BlobRef:
         """Store ``source`` as ``container/name`` (replacing it), hashing and sizing on the fly."""
 
+    def copy(self, source: BlobRef, container: str, name: str) -> BlobRef:
+        """Store the blob ``source`` names again as ``container/name`` inside the store, with no
+        byte passing through this process (a hard link on disk, a server-side copy on Azure);
+        raises BlobNotFound if the source is gone. The ref is the source's, renamed."""
+
     def get(self, container: str, name: str, *, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         """The blob's bytes in chunks; raises BlobNotFound (before yielding) if it is missing."""
 

@@ -165,7 +165,9 @@ class ExecutionActions:
     def replay(self, owner: str | None, original: UUID, *, trace: Trace | None = None) -> Execution:
         """A new execution with the original's tool, parameters and input, linked by
         ``replay_of`` (``owner`` None: any owner's, for operators). The input is copied to the
-        new execution's own blob, so expiring either never removes the other's file."""
+        new execution's own blob inside the store (``BlobStore.copy``: a hard link on disk, a
+        server-side copy on Azure), so expiring either never removes the other's file and a
+        500 MB input costs the request no 500 MB."""
         state = self.owned(owner, original).state
         if state.input is not None and state.upload is None:
             raise Problem("input_not_uploaded", f"execution {original} never received its input")
@@ -184,19 +186,17 @@ class ExecutionActions:
         copy = None
         if state.upload is not None:
             source = state.upload
-            if not self.blobs.exists(source.container, source.name):
+            filename = state.input.filename if state.input else source.name.rsplit("/", 1)[-1]
+            try:  # inside the store (a link, a server-side copy): no 500 MB through the request
+                copy = self.blobs.copy(source, "uploads", f"{command.execution_id}/{filename}")
+            except BlobNotFound:
                 raise Problem(
                     "input_expired",
                     f"the input of execution {original} is gone (retention removed it)",
                     410,
-                )
-            filename = state.input.filename if state.input else source.name.rsplit("/", 1)[-1]
-            copy = self.blobs.put(
-                "uploads",
-                f"{command.execution_id}/{filename}",
-                self.blobs.get(source.container, source.name),
-                content_type=source.content_type,
-            )
+                ) from None
+            except StorageUnavailable as exc:
+                raise Problem("storage_unavailable", str(exc), 503) from None
         trace = trace or Trace(correlation_id=str(original), causation_id=f"replay:{original}")
         known = Execution.new(command.execution_id)
         return self._accept(command, copy, known, trace, chosen, chosen.mode == "sync")
@@ -204,10 +204,14 @@ class ExecutionActions:
     # -- the owner's commands --------------------------------------------------------------------
 
     def owned(self, owner: str | None, execution_id: UUID) -> Execution:
-        """The execution, if it is ``owner``'s (any owner's for None); else not found."""
+        """The execution, if it is ``owner``'s (any owner's for None); else not found. One its
+        owner deleted is not found for them either (``execution_deleted``, so they can tell);
+        operators (None) still reach it."""
         execution = self.service.load(execution_id)
         if not owned_by(execution.state, owner):
             raise Problem("execution_not_found", f"there is no execution {execution_id}", 404)
+        if owner is not None and execution.state.deleted:
+            raise Problem("execution_deleted", f"execution {execution_id} was deleted", 404)
         return execution
 
     def cancel(
@@ -217,11 +221,13 @@ class ExecutionActions:
         return self._handle(known, Cancel(reason=reason), "api:cancel")
 
     def retry(self, owner: str, execution_id: UUID) -> Execution:
-        """A new attempt of a failed execution, on top of the ones its tool allows by itself;
-        a sync tool's runs here and now."""
+        """The next attempt of a failed execution now, rather than when its automatic retry is
+        due; a sync tool's runs here and now. A final failure (not retryable, or its last
+        attempt used) is refused with 409 (``not_retryable``, ``attempts_exhausted``): a new run
+        of it is a replay, which counts as a submit."""
         known = self.owned(owner, execution_id)
         tool = self._tool(known.state.tool, recorded=True)
-        command = Retry(max_attempts=known.state.attempt + 1, by_owner=True)
+        command = Retry(max_attempts=known.state.max_attempts or tool.max_attempts, by_owner=True)
         execution = self._handle(known, command, "api:retry")
         if tool.mode == "sync":
             report = self.runner().run(execution, tool=tool)
@@ -229,15 +235,13 @@ class ExecutionActions:
         return execution
 
     def delete(self, owner: str, execution_id: UUID) -> Execution:
-        """Remove the execution's files now (``Expired``); its stream, the audit trail, stays."""
+        """Delete a finished execution: its files now, and the execution from its owner's API
+        and UI (``Expired`` with ``deleted``: reads answer 404 ``execution_deleted``). Its
+        stream, the audit trail, stays. One retention expired already may be deleted too."""
         known = self.owned(owner, execution_id)
         state = known.state
-        if state.status is Status.EXPIRED:
-            raise Problem(
-                "already_expired", f"execution {execution_id} is expired: its files are gone", 409
-            )
         try:
-            self.service.decider.decide(Expire(), state)
+            self.service.decider.decide(Expire(deleted=True), state)
         except DomainError:
             raise Problem(
                 "execution_not_finished",
@@ -246,10 +250,11 @@ class ExecutionActions:
                 409,
             ) from None
         try:  # the files first, then the event, as retention does: a retry removes nothing twice
-            refs = tuple(remove_execution_blobs(self.blobs)(state))
+            gone = state.status is Status.EXPIRED  # retention removed them and said so
+            refs = () if gone else tuple(remove_execution_blobs(self.blobs)(state))
         except StorageUnavailable as exc:
             raise Problem("storage_unavailable", str(exc), 503) from None
-        return self._handle(known, Expire(blobs_removed=refs), "api:delete")
+        return self._handle(known, Expire(blobs_removed=refs, deleted=True), "api:delete")
 
     def output(self, owner: str, execution_id: UUID) -> Download:
         """The output file, opened (a blob that is gone is a 410 now, not a broken 200)."""

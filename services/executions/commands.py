@@ -95,6 +95,7 @@ class TimeOut:
 @dataclass(frozen=True, slots=True)
 class Expire:
     blobs_removed: tuple[BlobRef, ...] = ()
+    deleted: bool = False  # its owner deleted it: an expired execution may still be deleted
 
 
 Command = (

@@ -2,7 +2,7 @@
 ``is_terminal``), and what each status allows.
 
     Submitted → (Uploaded) → Processing → Completed | Failed
-    Failed (retryable) → Retried → Processing …
+    Failed (retryable, attempts left) → Retried → Processing …; any other Failed is final
     Submitted / Uploaded / Processing / Retried → Cancelled; so is a Failed awaiting its retry
     Processing past its deadline → Failed(timeout, retryable)
     Processing whose worker is gone → Failed(worker_lost, retryable)
@@ -160,6 +160,7 @@ class ExecutionState:
     cancel_reason: str | None = None
     blobs_removed: tuple[BlobRef, ...] = ()
     ended_as: Status | None = None  # the terminal status an Expired execution had
+    deleted: bool = False  # its owner deleted it: gone from their API, kept for the audit
 
 
 def initial_state() -> ExecutionState:
@@ -222,7 +223,14 @@ def evolve(state: ExecutionState, event: EventPayload) -> ExecutionState:
         case Retried():
             return replace(state, next_attempt_at=None)
         case Expired():
-            return replace(state, ended_as=ended_as, blobs_removed=tuple(event.blobs_removed))
+            if ended_as is Status.EXPIRED:  # deleted after retention expired it: it ended so
+                ended_as = state.ended_as
+            return replace(
+                state,
+                ended_as=ended_as,
+                blobs_removed=state.blobs_removed + tuple(event.blobs_removed),
+                deleted=state.deleted or event.deleted,
+            )
     raise TypeError(f"evolve does not know {type(event).__name__}")
 
 
@@ -255,11 +263,12 @@ def actions(
 ) -> list[str]:
     """What an owner may ask of an execution in ``status``, by the API's names: the commands
     ``decide`` accepts there (``replay`` submits a copy, so it needs the input still there;
-    a failure whose automatic retry is pending may be cancelled)."""
+    a failure whose automatic retry is pending may be cancelled, or retried now; any other
+    failure is final)."""
     found = []
     if status in CANCELLABLE or (status is Status.FAILED and retry_pending):
         found.append("cancel")
-    if status in RETRYABLE:
+    if status in RETRYABLE and retry_pending:
         found.append("retry")
     if status is not Status.EXPIRED and not awaiting_input:
         found.append("replay")
@@ -378,16 +387,24 @@ def _decide(command: Command, state: ExecutionState) -> list[EventPayload]:
         case Retry():
             _require(state, name, RETRYABLE)
             assert state.error is not None
-            if not state.error.retryable and not command.by_owner:
+            # A final failure stays final, whoever asks: an owner's retry only brings forward
+            # the automatic one a failure has pending (a new run of a final one is a replay).
+            if not state.error.retryable:
                 raise NotRetryable(f"Retry: {state.error.code} is final", state.status)
             if state.attempt >= command.max_attempts:
                 raise AttemptsExhausted(
                     f"Retry: {state.attempt} of {command.max_attempts} attempts used", state.status
                 )
+            if command.by_owner and state.next_attempt_at is None:
+                raise AttemptsExhausted(
+                    f"Retry: attempt {state.attempt} failed with no retry pending", state.status
+                )
             return [Retried(next_attempt=state.attempt + 1)]
         case Expire():
-            _require(state, name, EXPIRABLE)
-            return [Expired(blobs_removed=list(command.blobs_removed))]
+            # An owner may delete what retention expired already, once.
+            if not (command.deleted and state.status is Status.EXPIRED and not state.deleted):
+                _require(state, name, EXPIRABLE)
+            return [Expired(blobs_removed=list(command.blobs_removed), deleted=command.deleted)]
     raise TypeError(f"decide does not know {name}")
 
 

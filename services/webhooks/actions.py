@@ -3,8 +3,8 @@ delete, read the delivery log, redeliver, recover.
 
 What a user sends is checked here once for every edge: the URL must be a safe target
 (``ssrf.check_url``: https on a public address), event types must be in the execution catalog,
-tools in the registry. Another owner's endpoint does not exist for you. Refusals are
-``Problem``s with a stable code.
+tools in the registry, and an owner has at most ``per_user`` endpoints. Another owner's
+endpoint does not exist for you. Refusals are ``Problem``s with a stable code.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ MESSAGE_STATUSES = (model.PENDING, model.DELIVERED, model.FAILED)
 MAX_URL = MAX_URL_LENGTH
 MAX_DESCRIPTION = 500
 ATTEMPTS_SHOWN = 20  # per message in the delivery log
+PER_USER = 25  # endpoints one owner may have (the setting's default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +50,15 @@ class WebhookActions:
         *,
         allow_loopback_http: bool = False,
         secret_overlap: timedelta = timedelta(hours=24),
+        per_user: int = PER_USER,
     ) -> None:
-        """``db`` gives this thread's connection to the read models' database."""
+        """``db`` gives this thread's connection to the read models' database; ``per_user``
+        is how many endpoints one owner may have (``WEBHOOKS_PER_USER``)."""
         self._connection = db
         self.registry = registry
         self.allow_loopback_http = allow_loopback_http
         self.secret_overlap = secret_overlap
+        self.per_user = per_user
         self._ready: set[str] = set()  # databases whose webhook tables this object made sure of
 
     def _db(self) -> Database:
@@ -123,18 +127,29 @@ class WebhookActions:
         tools: Iterable[str] = (),
         enabled: bool = True,
     ) -> tuple[Endpoint, str]:
-        """A new endpoint and its signing secret (the one time the secret is handed out)."""
+        """A new endpoint and its signing secret (the one time the secret is handed out);
+        ``webhook_limit_reached`` (409) when the owner has ``per_user`` already."""
         secret = new_secret()
-        endpoint = model.create_endpoint(
-            self._db(),
-            owner=owner,
-            url=self.checked_url(url),
-            secret=secret,
-            description=description.strip(),
-            event_types=self.checked_event_types(event_types),
-            tools=self.checked_tools(tools),
-            enabled=enabled,
-        )
+        try:
+            endpoint = model.create_endpoint(
+                self._db(),
+                owner=owner,
+                url=self.checked_url(url),
+                secret=secret,
+                description=description.strip(),
+                event_types=self.checked_event_types(event_types),
+                tools=self.checked_tools(tools),
+                enabled=enabled,
+                limit=self.per_user,
+            )
+        except model.LimitReached as exc:
+            raise Problem(
+                "webhook_limit_reached",
+                f"you have {exc.limit} webhook endpoints, as many as one may have: "
+                "delete one to add another",
+                409,
+                limit=exc.limit,
+            ) from None
         return endpoint, secret
 
     def update(self, owner: str, endpoint_id: str, **changes: Any) -> Endpoint:

@@ -1,7 +1,9 @@
 """One webhook delivery: check the URL again, sign, send to the checked address, record it.
 
-The URL is checked at every delivery (``ssrf.check_url``: a DNS answer may have changed since the
-endpoint was saved) and the request goes to the address that was checked. A success is logged
+The URL is checked at every delivery (``ssrf.check_url_async``: a DNS answer may have changed
+since the endpoint was saved) and the request goes to the address that was checked. The lookup
+runs on the worker's own resolver (``resolver``: no thread, nothing shared with other names) and
+within the delivery's timeout, so a slow name holds up only its own deliveries. A success is logged
 with the others that finish meanwhile (one transaction for many: the database's round trips
 would otherwise set the pace); a failure schedules the next attempt (the retry schedule, or later
 when a 429/503 asks with ``Retry-After``), and a 410 or failing for ``FAILING_TOO_LONG`` disables
@@ -11,7 +13,6 @@ the endpoint.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -25,8 +26,9 @@ from events.database import Database
 from services.webhooks import messages, schedule, sender, signing
 from services.webhooks.endpoints import PENDING, Endpoint, disable, get_endpoint
 from services.webhooks.messages import Message
+from services.webhooks.resolver import DnsResolver
 from services.webhooks.sender import Outcome
-from services.webhooks.ssrf import Resolver, UnsafeURL, check_url, resolve_host
+from services.webhooks.ssrf import AsyncResolver, UnsafeURL, check_url_async
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,8 @@ class DeliveryOptions:
     lease: timedelta = timedelta(minutes=2)  # how long a claimed message is the claimer's
     timeout: float = sender.TIMEOUT
     stop_grace: float = 2.0  # on stop, in-flight requests may finish for this long
-    resolve: Resolver = resolve_host
+    # The worker's own DNS (never the loop's thread pool); tests hand in their own.
+    resolve: AsyncResolver = field(default_factory=DnsResolver)
 
 
 @dataclass
@@ -58,6 +61,7 @@ class DeliveryReport:
     failed: int = 0
     errors: int = 0  # deliveries that raised: the lease brings their messages back
     disabled: list[str] = field(default_factory=list)  # endpoint ids
+    swept: int = 0  # messages deleted past retention (with their attempts)
 
     @property
     def attempts(self) -> int:
@@ -69,6 +73,7 @@ class DeliveryReport:
         self.retrying += other.retrying
         self.failed += other.failed
         self.errors += other.errors
+        self.swept += other.swept
         self.disabled += [e for e in other.disabled if e not in self.disabled]
 
 
@@ -130,16 +135,20 @@ class Deliveries:
         return disabled
 
     async def send(self, run: Round, endpoint: Endpoint, message: Message) -> Outcome:
-        check = functools.partial(
-            check_url,
-            endpoint.url,
-            allow_loopback_http=self.options.allow_loopback_http,
-            resolve=self.options.resolve,
-        )
-        try:  # DNS blocks: off the loop
-            target = await asyncio.get_running_loop().run_in_executor(None, check)
+        """Check the URL, then POST: the lookup and the request share ``timeout``, so a name
+        whose DNS is slow fails its own delivery (retried as any failure) and nobody else's."""
+        started = time.monotonic()
+        try:
+            target = await check_url_async(
+                endpoint.url,
+                allow_loopback_http=self.options.allow_loopback_http,
+                resolve=self.options.resolve,
+                timeout=self.options.timeout,
+            )
         except UnsafeURL as exc:
-            return replace(_REFUSED, error=f"{exc.code}: {exc}")
+            took = (time.monotonic() - started) * 1000
+            return replace(_REFUSED, error=f"{exc.code}: {exc}", latency_ms=took)
+        left = self.options.timeout - (time.monotonic() - started)
         body = message.body.encode()
         # The receiver checks the timestamp against its own clock: always the real time.
         headers = signing.headers(
@@ -149,7 +158,7 @@ class Deliveries:
             target,
             headers,
             body,
-            timeout=self.options.timeout,
+            timeout=max(left, 0.001),
             client=run.client,
             pool=message.endpoint_id,
         )

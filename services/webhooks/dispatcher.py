@@ -3,8 +3,9 @@
 A feed follower fans new events out into messages (``messages.fan_out``, with its checkpoint);
 then every endpoint with messages due gets a lane (``lanes``) on one asyncio loop. ``run`` keeps
 at it in the web process, sleeping until the next message is due, new events arrive or ``wake``
-is called; ``run_once`` delivers what is due and returns (the ``webhooks`` timer Function). The
-database is used from one thread of the dispatcher's own, so the loop never waits on a commit.
+is called; ``run_once`` delivers what is due and returns, and ``sweep`` deletes the messages past
+retention (both the ``webhooks`` timer Function's). The database is used from one thread of the
+dispatcher's own, so the loop never waits on a commit.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import uvloop
@@ -37,6 +38,7 @@ T = TypeVar("T")
 
 IDLE_TIMEOUT = 1.0  # the continuous worker looks at the feed and the queue at least this often
 FAILURE_BACKOFF = Backoff(first=0.5, factor=2.0, cap=30.0)  # after a failed pass (database down)
+RETENTION = timedelta(days=30)  # WEBHOOK_MESSAGE_RETENTION_DAYS' default
 
 
 class _Stop(threading.Event):
@@ -53,11 +55,19 @@ class _Stop(threading.Event):
 
 class WebhookDispatcher:
     def __init__(
-        self, store: EventStore, database_url: str, *, batch_size: int = 500, **options: Any
+        self,
+        store: EventStore,
+        database_url: str,
+        *,
+        batch_size: int = 500,
+        retention: timedelta = RETENTION,
+        **options: Any,
     ) -> None:
-        """``options`` are ``DeliveryOptions``' fields (``allow_loopback_http``, ``lease``, …)."""
+        """``options`` are ``DeliveryOptions``' fields (``allow_loopback_http``, ``lease``, …);
+        ``retention`` is how long messages are kept after their last attempt (``sweep``)."""
         self.store = store
         self.database_url = database_url
+        self.retention = retention
         self.options = DeliveryOptions(**{k: v for k, v in options.items() if v is not None})
         self.lanes = Lanes(Deliveries(self.options, self._adb))
         self._db = Database(database_url)
@@ -137,6 +147,13 @@ class WebhookDispatcher:
             return None  # another worker moved the checkpoint: read from there
         self._made += made
         return events[-1].position
+
+    # -- retention -------------------------------------------------------------------------------
+
+    def sweep(self, now: datetime | None = None) -> int:
+        """Delete the messages (and their attempts) past retention: how many messages."""
+        before = (now or datetime.now(UTC)) - self.retention
+        return self._on_db(messages.sweep, before)
 
     # -- one-shot delivery (the timer Function, tests) -------------------------------------------
 

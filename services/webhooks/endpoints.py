@@ -58,6 +58,18 @@ def endpoint_from_row(row: Sequence[Any]) -> Endpoint:
     return Endpoint(*values)
 
 
+class LimitReached(Exception):
+    """The owner already has as many endpoints as one may."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} webhook endpoints per user")
+        self.limit = limit
+
+
+# PostgreSQL advisory locks of two int4 keys: this namespace, then the owner's hash.
+_OWNER_LOCK = 0x77686B73  # "whks"
+
+
 def create_endpoint(
     db: Database,
     *,
@@ -68,26 +80,38 @@ def create_endpoint(
     event_types: Sequence[str] = (),
     tools: Sequence[str] = (),
     enabled: bool = True,
+    limit: int | None = None,
     now: datetime | None = None,
 ) -> Endpoint:
+    """A new endpoint; ``LimitReached`` when the owner already has ``limit``. The count and the
+    insert are one transaction that two creates of one owner take in turn (SQLite's write lock,
+    a PostgreSQL advisory lock on the owner), so parallel requests cannot pass the limit."""
     now = now or datetime.now(UTC)
     endpoint_id = str(uuid.uuid4())
-    db.execute(
-        f"INSERT INTO {ENDPOINTS} ({ENDPOINT_COLUMNS}) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, ?, ?)",
-        (
-            endpoint_id,
-            owner,
-            url,
-            description,
-            orjson.dumps(list(event_types)).decode(),
-            orjson.dumps(list(tools)).decode(),
-            enabled,
-            secret,
-            now,
-            now,
-        ),
-    )
+    with db.transaction():
+        if limit is not None:
+            if db.dialect == "postgresql":
+                lock = "SELECT pg_advisory_xact_lock(?::integer, hashtext(?))"
+                db.execute(lock, (_OWNER_LOCK, owner))
+            (count,) = db.execute(f"SELECT COUNT(*) FROM {ENDPOINTS} WHERE owner = ?", (owner,))[0]
+            if count >= limit:
+                raise LimitReached(limit)
+        db.execute(
+            f"INSERT INTO {ENDPOINTS} ({ENDPOINT_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL, ?, ?)",
+            (
+                endpoint_id,
+                owner,
+                url,
+                description,
+                orjson.dumps(list(event_types)).decode(),
+                orjson.dumps(list(tools)).decode(),
+                enabled,
+                secret,
+                now,
+                now,
+            ),
+        )
     endpoint = get_endpoint(db, endpoint_id)
     assert endpoint is not None
     return endpoint

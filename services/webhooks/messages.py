@@ -6,6 +6,7 @@ transaction as the ``webhooks`` checkpoint, so a crash never makes a message twi
 A message is ``pending`` until ``delivered``, or ``failed`` after its last attempt (or when its
 endpoint is disabled). Senders ``claim`` due messages by pushing their next attempt past a lease,
 so two senders never send one attempt twice and a sender that dies leaves them due again.
+``sweep`` deletes what is past retention (``WEBHOOK_MESSAGE_RETENTION_DAYS``), with its log.
 """
 
 from __future__ import annotations
@@ -341,6 +342,40 @@ def redeliver(db: Database, message_id: str, now: datetime | None = None) -> Non
         f"UPDATE {MESSAGES} SET status = ?, next_attempt_at = ?, updated_at = ? WHERE id = ?",
         (PENDING, now, now, message_id),
     )
+
+
+def sweep(db: Database, before: datetime, *, batch: int = 1000, batches: int = 100) -> int:
+    """Delete the messages nothing happened to since ``before`` (made, attempted or sent
+    again), with their attempts; pending ones are still owed and stay. How many went. Each
+    ``batch`` is its own short transaction, at most ``batches`` of them: a backlog goes over
+    several sweeps rather than in one long lock."""
+    removed = 0
+    for _ in range(batches):
+        rows = db.execute(
+            f"SELECT id FROM {MESSAGES} WHERE updated_at < ? AND status <> ? "
+            "ORDER BY updated_at LIMIT ?",
+            (before, PENDING, batch),
+        )
+        if not rows:
+            break
+        with db.transaction():
+            # The condition again: one sent again meanwhile is fresh, and stays with its log.
+            gone = db.select_in(
+                f"DELETE FROM {MESSAGES} WHERE updated_at < ? AND status <> ? AND {{in_}} "
+                "RETURNING id",
+                "id",
+                [row[0] for row in rows],
+                (before, PENDING),
+            )
+            db.select_in(
+                f"DELETE FROM {ATTEMPTS} WHERE {{in_}} RETURNING id",
+                "message_id",
+                [row[0] for row in gone],
+            )
+        removed += len(gone)
+        if len(rows) < batch:
+            break
+    return removed
 
 
 def recover(db: Database, endpoint_id: str, since: datetime, now: datetime | None = None) -> int:

@@ -8,20 +8,23 @@ one (mapped ``::ffff:a.b.c.d``, 6to4, Teredo, NAT64) are judged by the IPv4 addr
 caller connects to ``Target.address`` and nowhere else: resolving the name again at connect
 time would let a DNS answer with a short TTL swap in another address after the check
 (DNS rebinding). ``allow_loopback_http`` is for local development and tests: it admits
-loopback addresses, and plain http when the host is only loopback.
+loopback addresses, and plain http when the host is only loopback. ``check_url_async`` is the
+delivery worker's: the same checks, the lookup asynchronous and within a time limit.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], list[str]]
+AsyncResolver = Callable[[str, int], Awaitable[list[str]]]
 
 DEFAULT_PORTS = {"https": 443, "http": 80}
 MAX_URL_LENGTH = 2048
@@ -71,7 +74,45 @@ def check_url(
     """The ``Target`` for ``url``, or ``UnsafeURL`` with a code: ``invalid_url``,
     ``insecure_scheme``, ``unresolvable_host`` or ``forbidden_address``."""
     scheme, host, port, path_and_query = _parse(url, allow_loopback_http)
-    addresses = _resolve(host, port, resolve)
+    addresses = _literal(host)
+    if addresses is None:
+        try:
+            answers = resolve(host, port)
+        except (OSError, UnicodeError) as exc:
+            raise UnsafeURL("unresolvable_host", f"{host} does not resolve: {exc}") from None
+        addresses = _addresses(host, answers)
+    return _target(url, scheme, host, port, path_and_query, addresses, allow_loopback_http)
+
+
+async def check_url_async(
+    url: str, *, allow_loopback_http: bool = False, resolve: AsyncResolver, timeout: float
+) -> Target:
+    """``check_url`` with an asynchronous resolver, the lookup given up after ``timeout``
+    seconds (``unresolvable_host``). An IP address in the URL needs no lookup at all."""
+    scheme, host, port, path_and_query = _parse(url, allow_loopback_http)
+    addresses = _literal(host)
+    if addresses is None:
+        try:
+            async with asyncio.timeout(timeout):
+                answers = await resolve(host, port)
+        except TimeoutError:
+            detail = f"{host} did not resolve within {timeout:g} s"
+            raise UnsafeURL("unresolvable_host", detail) from None
+        except (OSError, UnicodeError) as exc:
+            raise UnsafeURL("unresolvable_host", f"{host} does not resolve: {exc}") from None
+        addresses = _addresses(host, answers)
+    return _target(url, scheme, host, port, path_and_query, addresses, allow_loopback_http)
+
+
+def _target(
+    url: str,
+    scheme: str,
+    host: str,
+    port: int,
+    path_and_query: str,
+    addresses: list[IPAddress],
+    allow_loopback_http: bool,
+) -> Target:
     for address in addresses:
         reason = forbidden_reason(address, allow_loopback=allow_loopback_http)
         if reason:
@@ -191,15 +232,15 @@ def _host(hostname: str, *, bracketed: bool) -> str:
     return host
 
 
-def _resolve(host: str, port: int, resolve: Resolver) -> list[IPAddress]:
+def _literal(host: str) -> list[IPAddress] | None:
+    """The host as an address when it is one (no lookup), else None."""
     try:
         return [ipaddress.ip_address(host)]
     except ValueError:
-        pass
-    try:
-        answers = resolve(host, port)
-    except (OSError, UnicodeError) as exc:
-        raise UnsafeURL("unresolvable_host", f"{host} does not resolve: {exc}") from None
+        return None
+
+
+def _addresses(host: str, answers: list[str]) -> list[IPAddress]:
     addresses: list[IPAddress] = []
     for answer in answers:
         try:

@@ -61,6 +61,7 @@ _DDL = (
     )""",
     f"CREATE INDEX IF NOT EXISTS {MESSAGES}_due ON {MESSAGES} (status, next_attempt_at)",
     f"CREATE INDEX IF NOT EXISTS {MESSAGES}_endpoint ON {MESSAGES} (endpoint_id, position)",
+    f"CREATE INDEX IF NOT EXISTS {MESSAGES}_updated ON {MESSAGES} (updated_at)",  # retention
     f"""CREATE TABLE IF NOT EXISTS {ATTEMPTS} (
         id TEXT PRIMARY KEY,
         message_id TEXT NOT NULL,
