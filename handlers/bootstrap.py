@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
+from events.connections import Timeouts, set_timeouts
 from events.database import Database
 from events.following import Backoff
 from events.opening import open_store
@@ -129,6 +130,7 @@ class Parts:
             self.registry,
             allow_loopback_http=self.settings.WEBHOOKS_ALLOW_LOOPBACK_HTTP,
             secret_overlap=timedelta(hours=self.settings.WEBHOOK_SECRET_OVERLAP_HOURS),
+            per_user=self.settings.WEBHOOKS_PER_USER,
         )
 
     def projector(self, on_applied: OnApplied | None = None) -> Projector:
@@ -155,6 +157,7 @@ class Parts:
                     self.read_models_url,
                     allow_loopback_http=self.settings.WEBHOOKS_ALLOW_LOOPBACK_HTTP,
                     retry_scale=self.settings.WEBHOOK_RETRY_SCALE,
+                    retention=timedelta(days=self.settings.WEBHOOK_MESSAGE_RETENTION_DAYS),
                 )
             return self._dispatcher
 
@@ -194,11 +197,20 @@ def bootstrap(
     bad value with ``SettingsError``); any part given here is used instead of the one the
     settings name."""
     settings = settings or Settings.from_env()
+    # Every database connection of this process, whoever opens it, waits this long at most.
+    set_timeouts(
+        Timeouts(
+            connect=settings.DB_CONNECT_TIMEOUT_SECONDS,
+            statement=settings.DB_STATEMENT_TIMEOUT_SECONDS,
+        )
+    )
     if store is None:
         store = open_store(settings.eventstore_url)
     if blobs is None:
         signing = settings.blob_signing_key().encode()
-        blobs = open_blob_store(settings.BLOB_STORAGE, signing_key=signing)
+        blobs = open_blob_store(
+            settings.BLOB_STORAGE, signing_key=signing, timeout=settings.STORAGE_TIMEOUT_SECONDS
+        )
     return Parts(
         settings,
         store,

@@ -3,9 +3,10 @@
 One Event Grid-triggered function per tool category takes the events that make an execution ready
 for an attempt (``Submitted``, ``Uploaded``, ``Retried``) under ``/tools/<category>/``, so a slow
 video never queues behind a quick hash; timers sweep timeouts and retries, expire old files, relay
-the outbox and deliver user webhooks. The trigger bindings hold the filters, from which the Event
-Grid subscriptions in ``infra/`` and the local host's routing are read. ``create`` makes the app
-over a process's parts; Azure indexes ``app``, built from the app settings on first use.
+the outbox (and catch up the audit anchors) and deliver user webhooks. The trigger bindings hold
+the filters, from which the Event Grid subscriptions in ``infra/`` and the local host's routing
+are read. ``create`` makes the app over a process's parts; Azure indexes ``app``, built from the
+app settings on first use.
 """
 
 from __future__ import annotations
@@ -16,15 +17,25 @@ from collections.abc import Callable
 import azure.functions as func
 
 from events.catalog import Retried, Submitted, Uploaded
-from handlers import work
+from handlers import anchoring, work
 from handlers.bootstrap import Parts, bootstrap
 
 CATEGORIES = ("encoders", "data", "image", "pdf", "video")
 READY_FOR_WORK = [Submitted.event_type(), Uploaded.event_type(), Retried.event_type()]
+
+
+def relay_and_anchor(parts: Parts) -> int:
+    """The relay timer's job: publish what the web's relay left behind, then catch the audit
+    anchors up in the same way (one timer, so no schedule setting of its own); events sent."""
+    sent = work.relay(parts)
+    anchoring.anchor(parts)
+    return sent
+
+
 TIMERS: dict[str, Callable[[Parts], object]] = {
     "sweep": work.sweep,
     "retention": work.expire,
-    "relay": work.relay,
+    "relay": relay_and_anchor,
     "webhooks": work.deliver_webhooks,
 }
 

@@ -138,6 +138,47 @@ class Settings(BaseSettings):
     API_THROTTLE_ANON: Rate = Field("60/min", description="requests per client address")
     API_THROTTLE_USER: Rate = Field("1200/min", description="requests per user")
     API_THROTTLE_SUBMIT: Rate = Field("120/min", description="submits per user")
+    CACHE_REDIS: str = Field(
+        "",
+        description="`redis://…` shares rate limits and login lockouts between processes "
+        "(`EVENTSTREAM_REDIS` when unset; else this process's memory)",
+    )
+    TRUSTED_PROXIES: int = Field(
+        0, ge=0, le=10, description="proxies in front whose `X-Forwarded-For` entry is trusted"
+    )
+    MAX_BODY_BYTES: int = Field(
+        1_048_576, ge=1024, description="body limit of every route but uploads, before reading"
+    )
+    LONG_POLLS_PER_USER: int = Field(
+        10, ge=1, description="a user's concurrent long polls and live streams before a 429"
+    )
+    LOGIN_FAILURE_LIMIT: int = Field(
+        5, ge=1, description="wrong passwords for one account and address before a lockout"
+    )
+    LOGIN_LOCKOUT_MINUTES: float = Field(
+        15.0, gt=0, description="how long a locked-out login stays locked"
+    )
+    DB_CONNECT_TIMEOUT_SECONDS: int = Field(
+        5, ge=1, description="PostgreSQL connect timeout (libpq `connect_timeout`)"
+    )
+    DB_STATEMENT_TIMEOUT_SECONDS: float = Field(
+        30.0, gt=0, description="PostgreSQL `statement_timeout` and SQLite's busy wait"
+    )
+    STORAGE_TIMEOUT_SECONDS: float = Field(
+        20.0, gt=0, description="connect and read timeout of each Azure Blob Storage call"
+    )
+    WEBHOOKS_PER_USER: int = Field(25, ge=1, description="webhook endpoints one user may have")
+    WEBHOOK_MESSAGE_RETENTION_DAYS: float = Field(
+        30.0, gt=0, description="days a webhook message and its delivery log are kept"
+    )
+    AUDIT_KEY: str = Field(
+        "",
+        description="the audit anchors' HMAC key (never stored in the database); "
+        "derived from `SECRET_KEY` when unset",
+    )
+    HSTS_SECONDS: int = Field(
+        31_536_000, ge=0, description="`Strict-Transport-Security` max-age behind the HTTPS proxy"
+    )
     EVENTGRID_TOPIC_ENDPOINT: str = Field(
         "", description="the Event Grid topic the relay publishes to (none: local delivery)"
     )

@@ -175,15 +175,20 @@ def relay(parts: Parts, give_up_after: float = 50.0) -> int:
 
 def deliver_webhooks(parts: Parts, budget_seconds: float = 50.0) -> DeliveryReport:
     """Turn new events into user-webhook messages and deliver what is due, for up to
-    ``budget_seconds`` (the timer's next run, 10 s later, takes over what is left)."""
-    report = parts.dispatcher().run_once(budget_seconds=budget_seconds)
-    if report.messages or report.attempts or report.errors:
+    ``budget_seconds`` (the timer's next run, 10 s later, takes over what is left); then delete
+    the messages past retention (``WEBHOOK_MESSAGE_RETENTION_DAYS``) with their attempts."""
+    dispatcher = parts.dispatcher()
+    report = dispatcher.run_once(budget_seconds=budget_seconds)
+    report.swept = dispatcher.sweep()
+    if report.messages or report.attempts or report.errors or report.swept:
         log.info(
-            "webhooks: %d new messages, %d delivered, %d to retry, %d failed, %d errors",
+            "webhooks: %d new messages, %d delivered, %d to retry, %d failed, %d errors, "
+            "%d past retention deleted",
             report.messages,
             report.delivered,
             report.retrying,
             report.failed,
             report.errors,
+            report.swept,
         )
     return report
