@@ -9,8 +9,10 @@ always reads its own writes. Each function returns the execution as plain data.
 from __future__ import annotations
 
 import logging
+import re
+import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -29,6 +31,14 @@ from services.tools.base import BaseTool
 from web.parts import parts
 
 log = logging.getLogger(__name__)
+
+DELETE_SETTLE_SECONDS = 2.0  # how long a delete waits for the reads to drop the execution
+
+# A page's position: microseconds since 1970 of the last run's submit (16 digits reach past
+# 2200) and its id, as hex. Opaque to clients; the schema documents the pattern.
+CURSOR_PATTERN = r"^[0-9]{1,16}~[0-9a-f]{32}$"
+CURSOR = re.compile(CURSOR_PATTERN)  # use with fullmatch
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 STATUSES = tuple(s.value for s in Status if s is not Status.NEW)  # what an execution can be
 
@@ -179,16 +189,17 @@ def recent(user: Any, tool: str | None = None, limit: int = 10) -> list[dict[str
 
 
 def _encode_cursor(submitted_at: datetime, execution_id: str) -> str:
-    return f"{_iso(submitted_at)}~{execution_id}"
+    micros = (submitted_at.astimezone(UTC) - EPOCH) // timedelta(microseconds=1)
+    return f"{micros}~{UUID(execution_id).hex}"
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        when, execution_id = cursor.split("~", 1)
-        UUID(execution_id)
-        return datetime.fromisoformat(when.replace("Z", "+00:00")), execution_id
-    except ValueError:
-        raise Problem("invalid_cursor", "the cursor is not one this API gave out") from None
+    """A cursor the API gave out: every string ``CURSOR_PATTERN`` matches decodes, so one the
+    schema allows is never refused (it may start a page nobody was given: that is all)."""
+    if not CURSOR.fullmatch(cursor):
+        raise Problem("invalid_cursor", "the cursor is not one this API gave out")
+    micros, execution_id = cursor.split("~")
+    return EPOCH + timedelta(microseconds=int(micros)), str(UUID(execution_id))
 
 
 def timeline(user: Any, execution_id: UUID) -> list[dict[str, Any]]:
@@ -238,8 +249,23 @@ def replay(user: Any, execution_id: UUID) -> dict[str, Any]:
 
 
 def delete(user: Any, execution_id: UUID) -> dict[str, Any]:
-    """Remove the execution's files now (``Expired``); its stream, the audit trail, stays."""
-    return _shown(_actions().delete(owner_of(user), execution_id))
+    """Delete the execution: its files now, and the execution from the user's reads (``Expired``
+    with ``deleted``); its stream, the audit trail, stays. Returns it as it was last shown.
+
+    Returns once the status read model has dropped it (the projector is nudged by the commit),
+    so the user's next read, fast path included, already answers 404; a projector that is down
+    costs at most ``DELETE_SETTLE_SECONDS`` here, and its row goes when it catches up."""
+    shown = _shown(_actions().delete(owner_of(user), execution_id))
+    deadline = time.monotonic() + DELETE_SETTLE_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            if status_model.get(parts().read_models(), str(execution_id)) is None:
+                break
+        except Exception:  # no read models (never migrated): nothing there to wait for
+            log.debug("status projection unreadable after delete", exc_info=True)
+            break
+        time.sleep(0.02)
+    return shown
 
 
 def download(user: Any, execution_id: UUID) -> Download:

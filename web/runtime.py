@@ -1,5 +1,5 @@
-"""The background half of a deployment: the projector, the local Functions host, the relay and
-the user-webhook delivery worker.
+"""The background half of a deployment: the projector, the local Functions host, the relay, the
+user-webhook delivery worker and the audit anchorer.
 
 ``make run`` serves one ASGI process that also runs the projector, the Functions host (on for
 the local deployment) and webhook deliveries, so one command gives a working toolbox;
@@ -19,7 +19,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from handlers import function_app
+from handlers import anchoring, function_app
 from handlers.bootstrap import Parts
 from handlers.host import LocalFunctionsHost, RetryPolicy
 from web import live
@@ -73,7 +73,9 @@ class Background:
       to the HTTP trigger instead, ``magictoolbox functions --http``);
     - the outbox relay to Event Grid (``RELAY_IN_PROCESS``, with ``EVENTGRID_TOPIC_ENDPOINT``);
     - the user-webhook delivery worker (``WEBHOOKS_IN_PROCESS``), woken like the projector; the
-      ``webhooks`` timer sweeps behind it (the same dispatcher, so one connection serves both).
+      ``webhooks`` timer sweeps behind it (the same dispatcher, so one connection serves both);
+    - the audit anchorer (``anchors``: whenever anything else runs here), which signs the feed's
+      and the streams' heads as the feed advances (handlers.anchoring).
 
     The host's ``workers`` are invocations in flight, not CPUs: each run's invocation waits for
     a tool worker in the pool's fair queue, which is what shares the CPUs between owners.
@@ -87,6 +89,7 @@ class Background:
         host: bool = True,
         relay: bool = False,
         webhooks: bool = False,
+        anchors: bool = False,
         feed: bool = True,
         workers: int = 64,
         retry: RetryPolicy | None = None,
@@ -114,6 +117,7 @@ class Background:
         if relay and self.relay is None:
             raise ImproperlyConfigured("RELAY_IN_PROCESS needs EVENTGRID_TOPIC_ENDPOINT")
         self.webhooks = deployment.dispatcher() if webhooks else None
+        self.anchorer = anchoring.anchorer(deployment) if anchors else None
         self.deployment = deployment
         self._threads: list[tuple[threading.Thread, threading.Event]] = []
 
@@ -127,12 +131,13 @@ class Background:
             "relay": config.relay_in_process,
             "webhooks": config.WEBHOOKS_IN_PROCESS,
         }
-        return cls(deployment, **wanted) if any(wanted.values()) else None
+        return cls(deployment, **wanted, anchors=True) if any(wanted.values()) else None
 
     def parts(self) -> list[str]:
         named = [("projector", self.projector), ("Functions host", self.host)]
         named.append(("relay to Event Grid", self.relay))
         named.append(("webhook deliveries", self.webhooks))
+        named.append(("audit anchors", self.anchorer))
         return [name for name, part in named if part is not None]
 
     def start(self) -> Background:
@@ -150,6 +155,8 @@ class Background:
             self.webhooks.setup()
             self._threads.append(self.webhooks.start())
             on_wake(self.webhooks.wake)
+        if self.anchorer is not None:
+            self._threads.append(self.anchorer.start())
         return self
 
     def stop(self) -> None:
@@ -167,6 +174,8 @@ class Background:
             self.projector.close()
         if self.webhooks is not None:
             self.webhooks.close()
+        if self.anchorer is not None:
+            self.anchorer.close()
         self.deployment.stop_workers()
 
 

@@ -7,11 +7,13 @@ naming the variable.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import unquote, urlsplit
 
 import dj_database_url
+from csp.constants import NONE, SELF
 
-from events.connections import split_url
+from events.connections import Timeouts, split_url
 from handlers.settings import VAR_DIR, Settings, load_or_exit
 
 # The web refuses to start without a secret key outside the local deployment.
@@ -20,14 +22,17 @@ BASE_DIR = VAR_DIR.parent
 VAR_DIR.mkdir(exist_ok=True)
 
 
-def _django_database(url: str) -> dict:
+def _django_database(url: str, limits: Timeouts) -> dict:
     """dj-database-url's config; on PostgreSQL our ``schema`` parameter becomes a search_path,
-    as the event store and the read models read it (``events.connections``)."""
+    as the event store and the read models read it (``events.connections``), and Django's
+    connections wait as long as theirs: to connect, per statement, for SQLite's lock."""
     if url.startswith("sqlite:"):
-        return dj_database_url.parse(url)
+        config = dj_database_url.parse(url)
+        config.setdefault("OPTIONS", {})["timeout"] = limits.statement
+        return config
     libpq_url, schema = split_url(url)
     config = dj_database_url.parse(libpq_url)
-    config.setdefault("OPTIONS", {})["options"] = f"-c search_path={schema}"
+    config.setdefault("OPTIONS", {}).update(limits.postgres(f"-c search_path={schema}"))
     return config
 
 
@@ -41,8 +46,46 @@ ALLOWED_HOSTS = list(MAGICTOOLBOX.ALLOWED_HOSTS)
 # anywhere else a client could claim HTTPS with that header.
 if MAGICTOOLBOX.BEHIND_HTTPS_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Browsers reach us over HTTPS only there: cookies never travel in clear, a plain-HTTP
+    # request is sent to HTTPS, and browsers remember to use HTTPS (HSTS, on this host and the
+    # names under it). The probes' /healthz comes straight to the container, in plain HTTP and
+    # without the proxy's header: redirected, any answer would pass (3xx counts as healthy).
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SECURE_HSTS_SECONDS = MAGICTOOLBOX.HSTS_SECONDS
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+# Not `preload`: asking browsers to hard-code HTTPS for a whole registrable domain is its owner's
+# decision (made at hstspreload.org, and slow to undo), not one a deployment of this app can take
+# for whatever domain it is served under. So `check --deploy`'s reminder (W021) is silenced.
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
+# What a page may load and run (django-csp): only this origin's files, no inline script or style
+# (the UI's are static files, its data in json_script blocks), `data:` images (Bootstrap's and
+# Swagger UI's icons), no plugins, no framing, forms post here only.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    }
+}
 CSRF_TRUSTED_ORIGINS = list(MAGICTOOLBOX.CSRF_TRUSTED_ORIGINS)
-DATABASES = {"default": _django_database(MAGICTOOLBOX.DATABASE_URL)}
+DATABASES = {
+    "default": _django_database(
+        MAGICTOOLBOX.DATABASE_URL,
+        Timeouts(
+            connect=MAGICTOOLBOX.DB_CONNECT_TIMEOUT_SECONDS,
+            statement=MAGICTOOLBOX.DB_STATEMENT_TIMEOUT_SECONDS,
+        ),
+    )
+}
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -61,10 +104,12 @@ INSTALLED_APPS = [
     "web.api",
     "web.ui",
     "web.eventgrid",
+    "axes",  # login lockouts (django-axes); its models hold the failed attempts
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",  # CONTENT_SECURITY_POLICY, below
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -72,6 +117,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
+    "web.ui.lockout.LockoutPageMiddleware",  # ...rendered once (web.ui.lockout)
 ]
 
 ROOT_URLCONF = "web.urls"
@@ -117,6 +165,29 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "tool-list"
 LOGOUT_REDIRECT_URL = "tool-list"
 
+# Login lockouts (django-axes): LOGIN_FAILURE_LIMIT wrong passwords for one account from one
+# address lock that pair out for LOGIN_LOCKOUT_MINUTES, on the UI's and the admin's login alike
+# (429, web.ui.lockout). The attempts are rows in the database (axes' own handler), so every
+# process and every restart sees them, and an operator sees and clears them in the admin.
+AUTHENTICATION_BACKENDS = [
+    "web.ui.lockout.LockoutBackend",  # first: a locked-out pair never reaches the password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = MAGICTOOLBOX.LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=MAGICTOOLBOX.LOGIN_LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Attempts while locked out are refused before any password is checked and are not recorded: axes
+# would append each one's form data to the pair's row (an attacker's flood would grow one row
+# without end) and restart the cool-off; it counts from the failure that locked the pair.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = True  # a right password forgets the earlier typos
+AXES_DISABLE_ACCESS_LOG = True  # no row per successful login: the table would only grow
+# The client's address as the rate limits see it (TRUSTED_PROXIES), not django-ipware's guess.
+AXES_CLIENT_IP_CALLABLE = "web.api.throttling.client_address"
+AXES_IPWARE_PROXY_COUNT = MAGICTOOLBOX.TRUSTED_PROXIES  # the same, should ipware be installed
+AXES_LOCKOUT_CALLABLE = "web.ui.lockout.locked_out"
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "web.api.auth.TokenAuthentication",
@@ -128,9 +199,11 @@ REST_FRAMEWORK = {
         "web.api.throttling.AnonThrottle",
         "web.api.throttling.UserThrottle",
     ],
+    # X-Forwarded-For entries added by proxies we trust; 0: the peer's address, header ignored.
+    "NUM_PROXIES": MAGICTOOLBOX.TRUSTED_PROXIES,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "web.api.parsers.JSONParser",
         "rest_framework.parsers.MultiPartParser",
         "rest_framework.parsers.FormParser",
     ],
@@ -146,7 +219,30 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Links from what makes a resource to what uses it; Location and Retry-After headers.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "web.api.schema.postprocess",
+    ],
 }
+
+# Rate limits count in a cache every process shares: Redis where there is one (CACHE_REDIS, else
+# the live updates' EVENTSTREAM_REDIS; Azure has it), this process's memory on the embedded
+# default, which serves from one process. Short socket timeouts: with Redis gone a request waits
+# half a second rather than a TCP timeout, and the throttles let it through with a logged warning
+# (web.api.throttling) rather than answer 500.
+_cache_redis = MAGICTOOLBOX.CACHE_REDIS or MAGICTOOLBOX.EVENTSTREAM_REDIS
+if _cache_redis:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _cache_redis,
+            "KEY_PREFIX": "magictoolbox",
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # Live updates (django-eventstream): who may read which channel is web.live's decision.
 EVENTSTREAM_CHANNELMANAGER_CLASS = "web.live.ChannelManager"

@@ -19,8 +19,17 @@ from rest_framework import authentication
 from rest_framework.authtoken.models import Token
 
 TOKEN_CACHE_SECONDS = 30.0
+KEYWORDS = (b"Token ", b"Bearer ")  # TokenAuthentication's and BearerTokenAuthentication's
 _remembered: dict[str, tuple[Any, Token, float]] = {}
 _lock = threading.Lock()
+
+
+def token_key(authorization: bytes) -> str | None:
+    """The key of an ``Authorization: Token <key>`` (or ``Bearer <key>``) header's value."""
+    for keyword in KEYWORDS:
+        if authorization.startswith(keyword) and len(authorization) > len(keyword):
+            return authorization[len(keyword) :].decode("latin-1").strip() or None
+    return None
 
 
 def forget_tokens(**kwargs: Any) -> None:

@@ -15,9 +15,14 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from events.connections import unavailable
 from services.problems import CONTENT_TYPE, Problem, document as body
 
 log = logging.getLogger(__name__)
+# The database out of reach or past its timeouts: the same 503 here and in the fast paths.
+DATABASE_UNAVAILABLE = "database_unavailable"
+UNAVAILABLE_DETAIL = "the database did not answer in time; try again"
+RETRY_UNAVAILABLE_SECONDS = 5
 
 
 # DRF's exception classes → our codes (DRF's own default_code where it is already stable).
@@ -81,7 +86,21 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
                 if header in plain:
                     result[header] = plain[header]
         return result
+    if unavailable(exc) or (exc.__cause__ is not None and unavailable(exc.__cause__)):
+        # The database out of reach or past its timeouts (a lock held, too many clients): a
+        # moment's trouble, not the request's; send it again (a submit with its Idempotency-Key).
+        log.warning("%s %s: the database did not answer (%s)", *_where(context), exc)
+        result = response(
+            503, DATABASE_UNAVAILABLE, UNAVAILABLE_DETAIL, retry_after=RETRY_UNAVAILABLE_SECONDS
+        )
+        result["Retry-After"] = str(RETRY_UNAVAILABLE_SECONDS)
+        return result
     return None  # anything else is a bug: Django's 500 handler answers (see server_error)
+
+
+def _where(context: dict[str, Any]) -> tuple[str, str]:
+    request = context.get("request")
+    return (getattr(request, "method", "?"), getattr(request, "path", "?"))
 
 
 def _api_path(request: HttpRequest) -> bool:

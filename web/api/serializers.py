@@ -3,11 +3,27 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse
+import re
+from typing import Any
+
+from django.core.validators import ProhibitNullCharactersValidator
+from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
+from services.executions.actions import MAX_IDEMPOTENCY_KEY
 from services.problems import CONTENT_TYPE
-from web.executions import STATUSES
+from web.executions import CURSOR_PATTERN, STATUSES
+
+# Printable ASCII, no space at either end (an HTTP server strips those): what the decider's key
+# check takes, and what the schema says, so a key the schema allows is never refused.
+IDEMPOTENCY_KEY_PATTERN = rf"^[!-~]([ -~]{{0,{MAX_IDEMPOTENCY_KEY - 2}}}[!-~])?$"
+IDEMPOTENCY_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)  # use with fullmatch
+IDEMPOTENCY_KEY_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_IDEMPOTENCY_KEY,
+    "pattern": IDEMPOTENCY_KEY_PATTERN,
+}
 
 ACTIONS = ("cancel", "retry", "replay", "delete", "download")
 
@@ -138,28 +154,88 @@ class ExecutionPageSerializer(serializers.Serializer):
     next = serializers.CharField(allow_null=True, help_text="URL of the next page, if any")
 
 
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": 100, "x-tool-slug": True})
+class ToolSlugField(serializers.CharField):
+    """A tool's slug: the schema lists the deployment's (``web.api.schema``); another is 404,
+    and so is a slug with spaces around it (not trimmed: the schema's values are exact)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+
+@extend_schema_field({"type": "string", "format": "binary", "minLength": 1})
+class InputFileField(serializers.FileField):
+    """An input file: the schema says at least one byte; an empty one gets the uploads'
+    own refusal (``empty_file``), like every other refusal of an upload."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_empty_file=True, **kwargs)
+
+
+class ParamsTextField(serializers.CharField):
+    """The params as JSON text: anything that is not JSON, a NUL included, is ``invalid_params``
+    (DRF's CharField would refuse a NUL on its own, as ``invalid_request``)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.validators = [
+            v for v in self.validators if not isinstance(v, ProhibitNullCharactersValidator)
+        ]
+
+
 class SubmitFormSerializer(serializers.Serializer):
     """multipart/form-data: a file and the tool's params as a JSON text."""
 
-    tool = serializers.CharField(max_length=100)
-    params = serializers.CharField(
+    tool = ToolSlugField(max_length=100)
+    params = ParamsTextField(
         required=False, allow_blank=True, help_text='the params as JSON, e.g. {"angle": 90}'
     )
-    file = serializers.FileField(required=False, help_text="the input file, if the tool takes one")
+    file = InputFileField(required=False, help_text="the input file, if the tool takes one")
 
 
 class SubmitJsonSerializer(serializers.Serializer):
     """application/json: for tools that take no file."""
 
-    tool = serializers.CharField(max_length=100)
+    tool = ToolSlugField(max_length=100)
     params = serializers.DictField(required=False)
 
 
-class ListQuerySerializer(serializers.Serializer):
-    tool = serializers.CharField(required=False, max_length=100)
-    status = serializers.ChoiceField(choices=STATUSES, required=False)
+class QuerySerializer(serializers.Serializer):
+    """A query string's parameters: a blank value is refused where the schema allows none (a
+    number, a choice), rather than read as if the parameter were absent, as DRF would."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        blank = {
+            name: ["may not be blank"]
+            for name, field in self.fields.items()
+            if data.get(name) == "" and not getattr(field, "allow_blank", False)
+        }
+        if blank:
+            raise serializers.ValidationError(blank)
+        return super().to_internal_value(data)
+
+
+class ListQuerySerializer(QuerySerializer):
+    # A blank value is no filter, as a form sends it: the schema says so (no minLength).
+    tool = serializers.RegexField(
+        r"^[a-z0-9-]*$",
+        required=False,
+        allow_blank=True,
+        max_length=100,
+        trim_whitespace=False,  # "\tx" is not a slug, as the schema's pattern says
+        help_text="only this tool's executions (its slug)",
+    )
+    status = serializers.ChoiceField(choices=STATUSES, required=False, allow_blank=True)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=100, default=20)
-    cursor = serializers.CharField(required=False, max_length=200)
+    cursor = serializers.RegexField(
+        CURSOR_PATTERN,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="where the page starts: the `cursor` of the previous page's `next` (blank: "
+        "the first page)",
+    )
 
 
 class CloudEventSerializer(serializers.Serializer):
@@ -184,7 +260,7 @@ class TimelineEventSerializer(CloudEventSerializer):
     )
 
 
-class FeedQuerySerializer(serializers.Serializer):
+class FeedQuerySerializer(QuerySerializer):
     after = serializers.IntegerField(required=False, min_value=0, default=0, max_value=2**62)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=100)
     wait = serializers.FloatField(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlencode
@@ -19,19 +18,20 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions
+from rest_framework.parsers import FormParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from events.envelope import EXECUTION_STREAM_PREFIX, RecordedEvent
 from services.problems import Problem
 from services.tools.base import GLOBAL_MAX_UPLOAD
 from web import executions
-from web.api import serializers as s
+from web.api import feed, serializers as s
+from web.api.parsers import JSONParser
 from web.api.throttling import SubmitThrottle
+from web.edge import OWNER_HEADER, SEES_HEADER, UPLOAD_SLACK
 from web.parts import parts
-
-UPLOAD_SLACK = 1024 * 1024  # multipart framing and the other fields around the file
+from web.uploads import StreamingMultiPartParser
 
 
 class ExecutionIdMixin:
@@ -61,7 +61,7 @@ class ToolList(APIView):
     @extend_schema(
         summary="The tools, with each one's parameter schema",
         operation_id="tools_list",
-        responses={200: s.ToolSerializer(many=True), **s.problem_responses(429)},
+        responses={200: s.ToolSerializer(many=True), **s.problem_responses(*s.AUTH_ERRORS)},
         parameters=[OpenApiParameter("category", str, description="only this category")],
     )
     def get(self, request: Request) -> Response:
@@ -76,7 +76,7 @@ class ToolDetail(APIView):
     @extend_schema(
         summary="One tool",
         operation_id="tools_retrieve",
-        responses={200: s.ToolSerializer, **s.problem_responses(404, 429)},
+        responses={200: s.ToolSerializer, **s.problem_responses(404, *s.AUTH_ERRORS)},
     )
     def get(self, request: Request, slug: str) -> Response:
         try:
@@ -91,6 +91,8 @@ class ToolDetail(APIView):
 
 class ExecutionList(APIView):
     throttle_classes = (*APIView.throttle_classes, SubmitThrottle)
+    # Uploads are streamed from the request to the blob store (web.uploads): written once.
+    parser_classes = (JSONParser, StreamingMultiPartParser, FormParser)
 
     @extend_schema(
         summary="Your executions, newest first",
@@ -122,7 +124,9 @@ class ExecutionList(APIView):
         description=(
             "A sync tool runs in the request: **201** with its result. An async tool is queued: "
             "**202** with `Location`; follow it (or the live updates) until `finished`. With an "
-            "`Idempotency-Key` header, repeating a request returns the first execution."
+            "`Idempotency-Key` header, repeating a request returns the first execution. "
+            "In `multipart/form-data`, the `file` part comes last (it is streamed to storage "
+            "as it arrives): a field after it is refused with `field_after_file`."
         ),
         request={
             "multipart/form-data": s.SubmitFormSerializer,
@@ -131,15 +135,16 @@ class ExecutionList(APIView):
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
-                str,
+                s.IDEMPOTENCY_KEY_SCHEMA,
                 OpenApiParameter.HEADER,
-                description="repeat-safe submits: the same key returns the first execution",
+                description="repeat-safe submits: the same key returns the first execution. "
+                f"1 to {s.MAX_IDEMPOTENCY_KEY} printable ASCII characters, no space at either end",
             )
         ],
         responses={
             201: s.ExecutionSerializer,
             202: s.ExecutionSerializer,
-            **s.problem_responses(400, 404, 409, 413, 415, 422, *s.AUTH_ERRORS),
+            **s.problem_responses(400, 404, 409, 413, 415, 422, *s.AUTH_ERRORS, 503),
         },
     )
     def post(self, request: Request) -> Response:
@@ -148,12 +153,15 @@ class ExecutionList(APIView):
             raise Problem(
                 "file_too_large", f"uploads are limited to {GLOBAL_MAX_UPLOAD} bytes", 413
             )
-        tool, params, upload = self._parse(request)
         key = request.headers.get("Idempotency-Key")
+        if key is not None and not s.IDEMPOTENCY_KEY.fullmatch(key):
+            raise Problem(
+                "invalid_idempotency_key",
+                f"an Idempotency-Key is 1 to {s.MAX_IDEMPOTENCY_KEY} printable ASCII characters",
+            )
+        tool, params, upload = self._parse(request)
         execution, created = executions.submit(request.user, tool, params, upload, key)
-        status = 201 if execution["mode"] == "sync" else 202
-        response = Response(execution, status=status)
-        response["Location"] = execution["links"]["self"]
+        response = _created(execution)
         if not created:
             response["Idempotent-Replayed"] = "true"
         return response
@@ -176,28 +184,52 @@ class ExecutionList(APIView):
         return form.validated_data["tool"], params, form.validated_data.get("file")
 
 
+def _created(execution: dict[str, Any]) -> Response:
+    """A new execution: 201 when a sync tool has run it already, 202 while an async one is
+    queued; ``Location`` names it either way."""
+    status = 201 if execution["mode"] == "sync" else 202
+    return Response(execution, status=status, headers={"Location": execution["links"]["self"]})
+
+
 ID_PARAM = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+# What any read or action of one execution may answer: 404 (none, not yours, or deleted), and
+# what authentication and the rate limits answer. (410 is for files retention removed.)
+GONE = (404, *s.AUTH_ERRORS)
+DELETED = (
+    "An execution you deleted answers **404** `execution_deleted` here, as everywhere; another "
+    "user's execution, or none, **404** `execution_not_found`."
+)
 
 
 class ExecutionDetail(ExecutionIdMixin, APIView):
     @extend_schema(
         summary="An execution's status",
         operation_id="executions_retrieve",
+        description=DELETED,
         parameters=[ID_PARAM],
-        responses={200: s.ExecutionSerializer, **s.problem_responses(404, *s.AUTH_ERRORS)},
+        responses={200: s.ExecutionSerializer, **s.problem_responses(*GONE, 503)},
     )
     def get(self, request: Request, id: Any) -> Response:
         return Response(executions.get(request.user, self.execution_id(id)))
 
     @extend_schema(
-        summary="Delete an execution's files",
+        summary="Delete a finished execution",
         operation_id="executions_destroy",
-        description="Removes its input and output now (`Expired`); its history stays.",
+        description=(
+            "**204**: its input and output files are removed now, and the execution leaves "
+            "your API and UI: from then on its status, events, download and actions (DELETE "
+            "too) answer **404** `execution_deleted`, and it is no longer listed. What stays is "
+            "its event stream, the audit trail (ending with `Expired`, `deleted: true`), which "
+            "staff read with `magictoolbox audit`. One that has not finished: **409** "
+            "`execution_not_finished` (cancel it first). One that retention expired may be "
+            "deleted too."
+        ),
         parameters=[ID_PARAM],
-        responses={200: s.ExecutionSerializer, **s.problem_responses(404, 409, *s.AUTH_ERRORS)},
+        responses={204: None, **s.problem_responses(*GONE, 409, 503)},
     )
     def delete(self, request: Request, id: Any) -> Response:
-        return Response(executions.delete(request.user, self.execution_id(id)))
+        executions.delete(request.user, self.execution_id(id))
+        return Response(status=204)
 
 
 class ExecutionEvents(ExecutionIdMixin, APIView):
@@ -207,41 +239,74 @@ class ExecutionEvents(ExecutionIdMixin, APIView):
         parameters=[ID_PARAM],
         responses={
             200: s.TimelineEventSerializer(many=True),
-            **s.problem_responses(404, *s.AUTH_ERRORS),
+            **s.problem_responses(*GONE),
         },
+        description=DELETED,
     )
     def get(self, request: Request, id: Any) -> Response:
         return Response(executions.timeline(request.user, self.execution_id(id)))
 
 
-def _action(name: str, summary: str, description: str = "") -> type[APIView]:
+def _action(
+    name: str,
+    summary: str,
+    description: str,
+    responses: dict[Any, Any],
+    *,
+    submits: bool = False,
+) -> type[APIView]:
     call = getattr(executions, name)
 
     class Action(ExecutionIdMixin, APIView):
+        # A replay or a retry starts a run: it counts against the submit limit (POSTs only).
+        throttle_classes = (
+            (*APIView.throttle_classes, SubmitThrottle) if submits else APIView.throttle_classes
+        )
+
         @extend_schema(
             operation_id=f"executions_{name}",
             summary=summary,
-            description=description,
+            description=f"{description}\n\n{DELETED}",
             request=None,
             parameters=[ID_PARAM],
-            responses={
-                200: s.ExecutionSerializer,
-                **s.problem_responses(404, 409, 410, *s.AUTH_ERRORS),
-            },
+            responses=responses,
         )
         def post(self, request: Request, id: Any) -> Response:
-            return Response(call(request.user, self.execution_id(id)))
+            execution = call(request.user, self.execution_id(id))
+            return _created(execution) if name == "replay" else Response(execution)
 
     Action.__name__ = Action.__qualname__ = f"Execution{name.title()}"
     return Action
 
 
-ExecutionCancel = _action("cancel", "Cancel an execution that has not finished")
-ExecutionRetry = _action("retry", "Retry a failed execution (a new attempt)")
+ExecutionCancel = _action(
+    "cancel",
+    "Cancel an execution that has not finished",
+    "**200** with the execution, cancelled; one that has finished: **409**.",
+    {200: s.ExecutionSerializer, **s.problem_responses(*GONE, 409)},
+)
+ExecutionRetry = _action(
+    "retry",
+    "Retry a failed execution now",
+    "Brings forward the automatic retry a failure has pending: **200** with the execution "
+    "(a sync tool's attempt has run). A final failure: **409** `not_retryable` or "
+    "`attempts_exhausted` (replay it instead). Counts as a submit.",
+    {200: s.ExecutionSerializer, **s.problem_responses(*GONE, 409, 503)},
+    submits=True,
+)
 ExecutionReplay = _action(
     "replay",
     "Run an execution again as a new one",
-    "Same tool, params and a copy of the input; returns the new execution.",
+    "A new execution with the same tool, params and a copy of the input (`replay_of` names "
+    "the original), answered as a submit is: **201** when a sync tool has run it, **202** "
+    "while an async one is queued, with `Location`. An input that retention removed: **410** "
+    "`input_expired`. Counts as a submit.",
+    {
+        201: s.ExecutionSerializer,
+        202: s.ExecutionSerializer,
+        **s.problem_responses(*GONE, 409, 410, 503),
+    },
+    submits=True,
 )
 
 
@@ -251,8 +316,9 @@ class ExecutionDownload(ExecutionIdMixin, APIView):
         operation_id="executions_download",
         parameters=[ID_PARAM],
         responses={
-            (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY),
-            **s.problem_responses(404, 409, 410, *s.AUTH_ERRORS),
+            # The file's own content type (image/png, application/pdf…), as it was stored.
+            (200, "*/*"): OpenApiResponse(OpenApiTypes.BINARY),
+            **s.problem_responses(*GONE, 409, 410, 503),
         },
     )
     def get(self, request: Request, id: Any) -> StreamingHttpResponse:
@@ -284,34 +350,6 @@ async def _async_chunks(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
 # -- the event feed ------------------------------------------------------------------------------
 
 
-class _Owners:
-    """execution id → owner, remembered: an execution's owner never changes."""
-
-    def __init__(self, size: int = 50_000) -> None:
-        self._known: OrderedDict[str, str] = OrderedDict()
-        self._size = size
-
-    def owner(self, event: RecordedEvent) -> str | None:
-        execution_id = event.stream[len(EXECUTION_STREAM_PREFIX) :]
-        owner = self._known.get(execution_id)
-        if owner is None:
-            first = parts().store.read_stream(event.stream)[:1]
-            if not first or not first[0].type.endswith(".Submitted"):
-                return None
-            owner = str(first[0].data.get("owner"))
-            self._known[execution_id] = owner
-            if len(self._known) > self._size:
-                self._known.popitem(last=False)
-        return owner
-
-    def learn(self, event: RecordedEvent) -> None:
-        if event.type.endswith(".Submitted"):
-            self._known[event.stream[len(EXECUTION_STREAM_PREFIX) :]] = str(event.data["owner"])
-
-
-OWNERS = _Owners()
-
-
 class EventFeed(APIView):
     @extend_schema(
         summary="The global event feed: every event after a position (long poll with `wait`)",
@@ -332,16 +370,16 @@ class EventFeed(APIView):
         deadline = time.monotonic() + wait
         visible: list[dict[str, Any]] = []
         while True:
-            batch = store.read_all(after, limit, stream_prefix=EXECUTION_STREAM_PREFIX)
-            for event in batch:
-                OWNERS.learn(event)
-                if owner is None or OWNERS.owner(event) == owner:
-                    visible.append(event.to_cloudevent())
-            if batch:
-                after = batch[-1].position
+            read = feed.page(after, limit, owner)
+            visible += read.events
+            after = read.next_after
             remaining = deadline - time.monotonic()
-            if visible or len(batch) == limit or remaining <= 0:
+            if visible or read.read == limit or remaining <= 0:
                 break
-            if not batch:
+            if not read.read:
                 store.wait_for(after, min(remaining, 1.0))
-        return Response({"events": visible, "next_after": after, "head": store.head_position()})
+        answer = Response({"events": visible, "next_after": after, "head": read.head})
+        # For the edge (web.edge), which parks an empty long poll and drops this header.
+        answer[OWNER_HEADER] = executions.owner_of(request.user)
+        answer[SEES_HEADER] = "own" if owner is not None else "all"
+        return answer

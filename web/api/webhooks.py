@@ -9,15 +9,21 @@ and tools). A secret is in a response only when it is made: on create and on rot
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import serializers
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from services.webhooks.actions import EVENT_TYPES
 from web import webhooks
 from web.api import serializers as s
+from web.api.parsers import JSONParser
 from web.webhooks import EVENT_NAMES, MAX_DESCRIPTION, MAX_URL, MESSAGE_STATUSES
 
 # -- shapes ----------------------------------------------------------------------------------------
@@ -37,8 +43,26 @@ _EVENT_TYPES_HELP = (
 )
 
 
+# The schema's constraints are what is checked here or in ``web.webhooks``, so a request the
+# schema allows is refused only for what it cannot say: whether a host resolves to a public
+# address (``unsafe_url``).
+URL_PATTERN = r"^https?://[^\s/?#@]+(/[^\s]*)?$"
+
+
+@extend_schema_field(
+    {"type": "string", "format": "uri", "pattern": URL_PATTERN, "maxLength": MAX_URL}
+)
+class UrlField(serializers.CharField):
+    """A webhook URL: absolute, http(s), no credentials, no spaces."""
+
+
+@extend_schema_field({"type": "string", "enum": [*EVENT_NAMES, *EVENT_TYPES]})
+class EventTypeField(serializers.CharField):
+    """An execution event type, short or full: checked by ``web.webhooks`` (its own code)."""
+
+
 class WebhookWriteSerializer(serializers.Serializer):
-    url = serializers.CharField(
+    url = UrlField(
         max_length=MAX_URL,
         help_text="https on a public address (http on loopback only where the deployment "
         "allows it)",
@@ -47,14 +71,14 @@ class WebhookWriteSerializer(serializers.Serializer):
         max_length=MAX_DESCRIPTION, required=False, allow_blank=True, default=""
     )
     event_types = serializers.ListField(
-        child=serializers.CharField(max_length=100),
+        child=EventTypeField(max_length=100, trim_whitespace=False),
         required=False,
         default=list,
         max_length=len(EVENT_NAMES) * 2,
         help_text=_EVENT_TYPES_HELP,
     )
     tools = serializers.ListField(
-        child=serializers.CharField(max_length=100),
+        child=s.ToolSlugField(max_length=100),
         required=False,
         default=list,
         max_length=500,
@@ -66,7 +90,7 @@ class WebhookWriteSerializer(serializers.Serializer):
 class WebhookUpdateSerializer(WebhookWriteSerializer):
     """PATCH: any of the fields; the ones left out stay as they are."""
 
-    url = serializers.CharField(max_length=MAX_URL, required=False)
+    url = UrlField(max_length=MAX_URL, required=False)
 
 
 class WebhookLinksSerializer(serializers.Serializer):
@@ -104,7 +128,7 @@ class RotatedSerializer(serializers.Serializer):
     )
 
 
-class DeliveryQuerySerializer(serializers.Serializer):
+class DeliveryQuerySerializer(s.QuerySerializer):
     status = serializers.ChoiceField(choices=MESSAGE_STATUSES, required=False)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=100, default=20)
 
@@ -173,10 +197,15 @@ class WebhookList(_WebhookView):
         description=(
             "Events of your executions are POSTed to `url`, signed as Standard Webhooks with "
             "the returned `secret`, which is shown only in this response. Refused with "
-            "`unsafe_url` (and a `reason`), `invalid_event_type` or `unknown_tool`."
+            "`unsafe_url` (and a `reason`), `invalid_event_type` or `unknown_tool`; with "
+            "`webhook_limit_reached` (409, and the `limit`) when you already have as many "
+            "endpoints as one user may (`WEBHOOKS_PER_USER`, 25 by default)."
         ),
         request=WebhookWriteSerializer,
-        responses={201: WebhookCreatedSerializer, **_problems(400, 415, *s.AUTH_ERRORS)},
+        responses={
+            201: WebhookCreatedSerializer,
+            **_problems(400, 409, 413, 415, *s.AUTH_ERRORS),
+        },
     )
     def post(self, request: Request) -> Response:
         body = WebhookWriteSerializer(data=request.data)
@@ -208,7 +237,7 @@ class WebhookDetail(_WebhookView):
         ),
         parameters=[ID_PARAM],
         request=WebhookUpdateSerializer,
-        responses={200: WebhookSerializer, **_problems(400, 404, 415, *s.AUTH_ERRORS)},
+        responses={200: WebhookSerializer, **_problems(400, 404, 413, 415, *s.AUTH_ERRORS)},
     )
     def patch(self, request: Request, id: str) -> Response:
         body = WebhookUpdateSerializer(data=request.data, partial=True)
@@ -250,7 +279,12 @@ class WebhookDeliveries(_WebhookView):
     @extend_schema(
         summary="A webhook endpoint's delivery log",
         operation_id="webhooks_deliveries",
-        description="Its latest messages, newest first, each with its attempts.",
+        description=(
+            "Its latest messages, newest first, each with its attempts. A message and its "
+            "attempts are kept for `WEBHOOK_MESSAGE_RETENTION_DAYS` (30 by default) after the "
+            "last thing that happened to it (made, attempted, sent again), then deleted; a "
+            "message still pending is kept until it is delivered or fails."
+        ),
         parameters=[ID_PARAM, DeliveryQuerySerializer],
         responses={200: DeliveriesSerializer, **_problems(400, 404, *s.AUTH_ERRORS)},
     )
@@ -285,7 +319,7 @@ class WebhookRecover(_WebhookView):
         operation_id="webhooks_recover",
         parameters=[ID_PARAM],
         request=RecoverSerializer,
-        responses={202: RecoveredSerializer, **_problems(400, 404, 415, *s.AUTH_ERRORS)},
+        responses={202: RecoveredSerializer, **_problems(400, 404, 413, 415, *s.AUTH_ERRORS)},
     )
     def post(self, request: Request, id: str) -> Response:
         body = RecoverSerializer(data=request.data)

@@ -2,10 +2,14 @@
 
 A delivery only wakes this process's readers, so a forged one cannot make anything be written,
 but an open receiver would let anyone make the process work; so it refuses everything until one
-proof is configured. ``EVENTGRID_RECEIVER_KEY`` comes in ``X-MagicToolbox-Key`` or ``?code=``
-(compared in constant time; ``?code=`` is on the handshakes too). ``EVENTGRID_RECEIVER_AUDIENCE``:
-an RS256 bearer token for that audience, signed by a key of the JWKS, within ``nbf``/``exp``, and
-issued by ``EVENTGRID_RECEIVER_TENANT_ID`` when set. Signing keys are cached, not fetched each time.
+proof is configured. ``EVENTGRID_RECEIVER_KEY`` comes in ``X-MagicToolbox-Key`` (the
+subscription's secret delivery attribute) or ``?code=``, compared in constant time. ``?code=``
+stays accepted because Event Grid's validation handshakes use the endpoint URL and may come
+without the delivery attribute headers; a query string is where access logs look, so
+``magictoolbox run``'s log writes it ``[redacted]``, and nothing here logs a URL.
+``EVENTGRID_RECEIVER_AUDIENCE``: an RS256 bearer token for that audience, signed by a key of the
+JWKS, within ``nbf``/``exp``, and issued by ``EVENTGRID_RECEIVER_TENANT_ID`` when set. Signing
+keys are cached, not fetched each time.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
+from django.forms.utils import ErrorDict
 from django.template.defaultfilters import filesizeformat
 
 # Parameters named like this hold long text (a document, JSON, base64): a textarea fits them.
@@ -194,3 +195,13 @@ class LoginForm(AuthenticationForm):
         super().__init__(*args, **kwargs)
         for field in self.fields.values():
             field.widget.attrs["class"] = "form-control"
+
+    @classmethod
+    def locked(cls, request: Any, username: str, message: str) -> LoginForm:
+        """The form as a locked-out sign-in sees it: the name kept, the reason as its error and
+        no password check (validating would authenticate, which the lockout forbids)."""
+        form = cls(request, initial={"username": username})
+        form._errors = ErrorDict(
+            {forms.forms.NON_FIELD_ERRORS: form.error_class([message], error_class="nonfield")}
+        )
+        return form

@@ -9,6 +9,7 @@ user's execution is simply not found.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 from uuid import UUID
 
@@ -27,23 +28,42 @@ from rest_framework.authtoken.models import Token
 from services.problems import Problem
 from services.tools.base import BaseTool
 from web import executions
+from web.api.throttling import submit_wait
 from web.parts import parts
 from web.ui.forms import SignupForm, params_form, upload_help
 from web.ui.templatetags.ui_extras import category_label
 
 ACTIONS = ("cancel", "retry", "replay", "delete")
+SUBMITS = ("retry", "replay")  # actions that start a run: they count as submits
 HISTORY_SIZE = 10
 PANEL_ACTIONS = [
     ("cancel", "Cancel run"),
     ("retry", "Retry"),
     ("replay", "Re-run"),
-    ("delete", "Delete files"),
+    ("delete", "Delete"),
 ]
 
 
 def problem_page(request: HttpRequest, problem: Problem) -> HttpResponse:
     """A friendly page for a ``Problem``, with its status (a 404 says no more than Django's)."""
     return render(request, "ui/problem.html", {"problem": problem}, status=problem.status)
+
+
+def throttled(request: HttpRequest) -> HttpResponse | None:
+    """The 429 page when this user's submits are over ``API_THROTTLE_SUBMIT`` (the API's
+    counter: a run from a form, a retry or a re-run counts as a submit there too); else None."""
+    wait = submit_wait(request.user)
+    if wait is None:
+        return None
+    seconds = math.ceil(wait)
+    problem = Problem(
+        "throttled",
+        f"you have started too many runs in a short time: try again in {seconds} seconds",
+        429,
+    )
+    response = problem_page(request, problem)
+    response["Retry-After"] = str(seconds)
+    return response
 
 
 def _tool(slug: str) -> BaseTool:
@@ -97,6 +117,8 @@ def tool_detail(request: HttpRequest, slug: str) -> HttpResponse:
     form = params_form(schema, request.POST if request.method == "POST" else None)
     problem: Problem | None = None
     status = 200
+    if request.method == "POST" and (refused := throttled(request)) is not None:
+        return refused
     if request.method == "POST":
         upload = request.FILES.get("file")
         if tool.takes_input and upload is None:
@@ -180,12 +202,18 @@ def execution_action(request: HttpRequest, execution_id: UUID, action: str) -> H
     """Cancel, retry, re-run (replay) or delete without JavaScript; back to where it came from."""
     if action not in ACTIONS:
         raise Http404(f"there is no action {action!r}")
+    if action in SUBMITS and (refused := throttled(request)) is not None:
+        return refused
     try:
         execution = getattr(executions, action)(request.user, execution_id)
     except Problem as exc:
         return problem_page(request, exc)
     if action == "replay":  # the new execution is the one to watch
         return redirect(execution["links"]["page"])
+    if action == "delete":  # its page is gone (404): back where it came from, else its tool
+        tool_page = reverse("tool-detail", args=[execution["tool"]])
+        target = _next_url(request, tool_page)
+        return redirect(tool_page if target == execution["links"]["page"] else target)
     return redirect(_next_url(request, execution["links"]["page"]))
 
 

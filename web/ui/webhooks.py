@@ -129,7 +129,8 @@ def _render_secret(request: HttpRequest, template: str, context: dict[str, Any])
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
 def webhook_list(request: HttpRequest) -> HttpResponse:
-    """The user's endpoints and the form to add one; a POST adds it."""
+    """The user's endpoints and the form to add one (up to ``WEBHOOKS_PER_USER``); a POST adds
+    it."""
     form = WebhookForm(request.POST if request.method == "POST" else None)
     status = 200
     if request.method == "POST":
@@ -146,9 +147,13 @@ def webhook_list(request: HttpRequest) -> HttpResponse:
                 }
                 return redirect(f"{reverse('webhooks')}#endpoint-{endpoint.id}")
         status = 400
+    rows = _rows(webhooks.endpoints(request.user))
+    limit = parts().webhooks.per_user
     context = {
-        "rows": _rows(webhooks.endpoints(request.user)),
+        "rows": rows,
         "form": form,
+        "limit": limit,
+        "full": len(rows) >= limit,
         "nav": "webhooks",
     }
     response = _render_secret(request, "ui/webhooks.html", context)
@@ -172,6 +177,7 @@ def webhook_detail(request: HttpRequest, endpoint_id: UUID) -> HttpResponse:
         "status": status,
         "statuses": MESSAGE_STATUSES,
         "recover_form": RecoverForm(initial={"since": since.replace(tzinfo=None)}),
+        "retention_days": parts().settings.WEBHOOK_MESSAGE_RETENTION_DAYS,
         "nav": "webhooks",
     }
     return _render_secret(request, "ui/webhooks_detail.html", context)

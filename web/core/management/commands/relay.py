@@ -2,7 +2,7 @@
 
 magictoolbox relay            publish every event after the checkpoint, then as events commit
 magictoolbox relay --once     publish what is pending and exit (what the timer Function does)
-magictoolbox relay status     checkpoint, feed head, lag, last publish error
+magictoolbox relay status     checkpoint, feed head, lag, last publish error; dead letters
 
 The web process runs the relay itself in Azure mode (``RELAY_IN_PROCESS``); this command runs it
 on its own, e.g. beside a web process that does not.
@@ -20,6 +20,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from events import checkpoints
 from events.connections import redacted
 from events.database import Database
+from services.eventgrid import relay_deadletters
 from services.eventgrid.relay import RELAY_CHECKPOINT, relay_to
 from web.core.cli import add_store_argument, checkpoint_lines, opened_store
 from web.parts import parts
@@ -65,8 +66,20 @@ class Command(BaseCommand):
         with Database(parts().read_models_url) as db:
             checkpoints.create_table(db, [])
             stored = checkpoints.read_all(db).get(RELAY_CHECKPOINT)
+            relay_deadletters.create_table(db)
+            dead = relay_deadletters.count(db)
+            latest = relay_deadletters.latest(db, 5)
         row = (RELAY_CHECKPOINT, 0, head, None, None)
         if stored is not None:
             row = (RELAY_CHECKPOINT, stored.position, head, stored.last_error, stored.failed_at)
         for line in checkpoint_lines([row]):
             self.stdout.write(line)
+        # Events Event Grid will never take (too large even alone): passed by the checkpoint,
+        # still in the store.
+        self.stdout.write(f"dead letters: {dead}" + (" (latest first)" if dead else ""))
+        for letter in latest:
+            self.stdout.write(
+                f"  {letter.dead_at:%Y-%m-%d %H:%M:%S} position {letter.position} "
+                f"event {letter.event_id} {letter.event_type} {letter.subject or '-'} "
+                f"{letter.size} bytes: {letter.reason}"
+            )

@@ -10,8 +10,12 @@ the background work, cleanly (uvicorn's graceful shutdown and the ASGI lifespan)
 from __future__ import annotations
 
 import contextlib
+import copy
+import logging
+import re
 import secrets
 from typing import Any
+from urllib.parse import unquote_plus
 
 import uvicorn
 from django.conf import settings
@@ -20,6 +24,55 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 DEMO_USERNAME = "demo"
+# How long an idle kept-alive connection stays open. uvicorn's 5 s default is shorter than the
+# idle time of the proxies and clients that reuse connections (Azure's front ends keep theirs for
+# minutes), and each close races a request sent on it: a reset for the client. An idle connection
+# costs no thread here, only a socket.
+KEEP_ALIVE_SECONDS = 75
+# Query parameters whose value is a secret by the look of their name: Event Grid's `code`, a SAS
+# `sig`, any `…key` or `…token`. A name that merely ends so (`zipcode`) is hidden too: harmless.
+SECRET_PARAMETER = re.compile(r"(code|key|sig|signature|token|secret|password)$", re.IGNORECASE)
+REDACTED = "[redacted]"
+
+
+def redact_query(target: str) -> str:
+    """A request target (path and query) with every secret-looking parameter's value replaced;
+    names are compared decoded, as Django reads them (``%63ode`` is ``code``)."""
+    path, mark, query = target.partition("?")
+    if not mark:
+        return target
+    pairs = []
+    for pair in query.split("&"):
+        name, equals, _ = pair.partition("=")
+        if equals and SECRET_PARAMETER.search(unquote_plus(name).strip()):
+            pair = f"{name}={REDACTED}"
+        pairs.append(pair)
+    return f"{path}?{'&'.join(pairs)}"
+
+
+class RedactSecrets(logging.Filter):
+    """Keeps secrets out of uvicorn's lines: its access log (and its WebSocket lines) show the
+    request target with its query, which may carry a key (``/eventgrid/events?code=…``). Headers,
+    ``Authorization`` among them, are never in its lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redacted(arg) for arg in record.args)
+        record.msg = _redacted(record.msg)
+        return True
+
+
+def _redacted(value: object) -> object:
+    return redact_query(value) if isinstance(value, str) and "?" in value else value
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's own logging configuration, with ``RedactSecrets`` on both its handlers."""
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config["filters"] = {"redact_secrets": {"()": RedactSecrets}}
+    for handler in config["handlers"].values():
+        handler["filters"] = ["redact_secrets"]
+    return config
 
 
 def create_demo_account() -> tuple[str, str] | None:
@@ -67,6 +120,12 @@ class Command(BaseCommand):
                 port=port,
                 lifespan="on",
                 log_level="info",
+                log_config=log_config(),  # no secret from a query string in the log
                 timeout_graceful_shutdown=5,  # open SSE streams would otherwise hold it up
+                timeout_keep_alive=KEEP_ALIVE_SECONDS,
+                # uvicorn would take the client's address from X-Forwarded-For (from a local
+                # peer by default): Django reads the header itself, and only as far as
+                # TRUSTED_PROXIES allows (web.api.throttling.client_address).
+                proxy_headers=False,
             )
         self.stdout.write("MagicToolbox stopped.")

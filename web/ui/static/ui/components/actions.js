@@ -18,8 +18,9 @@ export function confirmForms() {
   });
 }
 
-/* Sends the action forms inside `root` to the API; `onDone(action, execution)` after each one
- * that succeeded, an announced error otherwise. */
+/* Sends the action forms inside `root` to the API; `onDone(action, execution, id)` after each
+ * one that succeeded (a delete answers 204: no execution, only its id), an announced error
+ * otherwise. */
 export function handleActions(root, onDone) {
   root.addEventListener("submit", async (event) => {
     const form = event.target;
@@ -41,6 +42,6 @@ export function handleActions(root, onDone) {
       announceError(problemText(result.data, result.status));
       return;
     }
-    onDone(action, result.data);
+    onDone(action, result.data, id);
   });
 }

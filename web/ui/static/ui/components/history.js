@@ -89,5 +89,12 @@ export function History(list, template, tool) {
     ).length;
   }
 
-  return { upsert, markCurrent, unfinished };
+  /* A deleted run leaves the history. */
+  function remove(id) {
+    const item = find(id);
+    if (item) item.remove();
+    setHidden(empty, list.children.length > 0);
+  }
+
+  return { upsert, markCurrent, unfinished, remove };
 }

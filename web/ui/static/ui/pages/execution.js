@@ -66,6 +66,10 @@ export function startExecutionPage(root) {
       window.location.assign(execution.links.page);
       return;
     }
+    if (action === "delete") {  // this page is gone now: back to the run's tool
+      window.location.assign(root.dataset.toolUrl || "/");
+      return;
+    }
     lastPass = false;
     update(execution);
     refresh();

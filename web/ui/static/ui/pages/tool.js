@@ -42,7 +42,11 @@ export function startToolPage(root) {
     return newest.get(execution.id);
   }
 
+  // Runs deleted here: a live update still on its way must not bring one back.
+  const deleted = new Set();
+
   function update(execution) {
+    if (deleted.has(execution.id)) return;
     execution = remember(execution);
     if (tracked && execution.id === tracked.id && !isOlder(execution, tracked)) {
       tracked = execution;
@@ -50,6 +54,15 @@ export function startToolPage(root) {
     }
     history.upsert(execution);
     poller.schedule();
+  }
+
+  function forget(id) {
+    deleted.add(id);
+    history.remove(id);
+    if (tracked && tracked.id === id) {
+      tracked = null;
+      panel.idle();
+    }
   }
 
   function track(execution) {
@@ -82,8 +95,9 @@ export function startToolPage(root) {
   }
 
   // A re-run becomes the run the panel follows; any other action updates its run in place.
-  handleActions(root, (action, execution) => {
+  handleActions(root, (action, execution, id) => {
     if (action === "replay") track(execution);
+    else if (action === "delete") forget(id);
     else update(execution);
   });
 
