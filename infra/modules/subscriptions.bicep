@@ -61,9 +61,10 @@ resource web 'Microsoft.EventGrid/topics/eventSubscriptions@2025-02-15' = {
     destination: {
       endpointType: 'WebHook'
       properties: {
-        // The key rides in the URL too: Event Grid uses the URL for the validation handshakes,
-        // which may come without the delivery attribute headers (Event Grid keeps the query
-        // string secret: only endpointBaseUrl is ever shown).
+        // The key goes in the X-MagicToolbox-Key header (below, a secret attribute). It rides
+        // in the URL too: Event Grid uses the URL for the validation handshakes, which may come
+        // without the delivery attribute headers (Event Grid keeps the query string secret: only
+        // endpointBaseUrl is ever shown), and the web's access log writes it as [redacted].
         endpointUrl: 'https://${webFqdn}/eventgrid/events?code=${receiverKey}'
         maxEventsPerBatch: 50
         preferredBatchSizeInKilobytes: 1024

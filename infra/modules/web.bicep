@@ -94,6 +94,7 @@ resource web 'Microsoft.App/containerApps@2024-03-01' = {
             { name: 'ALLOWED_HOSTS', value: fqdn }
             { name: 'CSRF_TRUSTED_ORIGINS', value: 'https://${fqdn}' }
             { name: 'BEHIND_HTTPS_PROXY', value: 'true' } // the ingress ends HTTPS
+            { name: 'TRUSTED_PROXIES', value: '1' } // the ingress appends the client's address to X-Forwarded-For
             { name: 'EVENTGRID_TOPIC_ENDPOINT', value: topicEndpoint }
             // DefaultAzureCredential (blobs, the Event Grid relay) signs in as this identity.
             { name: 'AZURE_CLIENT_ID', value: identityClientId }
