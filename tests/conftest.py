@@ -86,3 +86,35 @@ def tool_pool() -> Iterator[WorkerPool]:
         yield pool
     finally:
         pool.close()
+
+
+PG_FIXTURES = frozenset({"pg_schema", "pg_store_url"})
+# What measures another user's wait while it attacks a real server, or times the benchmarks.
+TIMED = (
+    "tests/e2e/",
+    "tests/bench/",
+    "tests/web/api/test_api_schemathesis.py::test_schemathesis_checks",
+)
+
+
+def uses_postgres(item: pytest.Item) -> bool:
+    """Whether a test talks to the PostgreSQL server (a fixture or parameter says so)."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "postgres" in map(str, callspec.params.values()):
+        return True
+    return bool(PG_FIXTURES & set(getattr(item, "fixturenames", ()))) or (
+        "postgres" in item.name.lower()
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` selects on these marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Marks ``postgres`` and ``timed`` tests, for ``make test``'s two passes: the rest run two
+    at a time (pytest-xdist), then these alone. The timed ones measure; the PostgreSQL ones
+    share one server, whose feed reads stop at the oldest transaction open anywhere on it
+    (events/sql/read-feed.sql): a test's events can be held out of its own reads by another's."""
+    for item in items:
+        if item.nodeid.startswith(TIMED):
+            item.add_marker(pytest.mark.timed)
+        if uses_postgres(item):
+            item.add_marker(pytest.mark.postgres)

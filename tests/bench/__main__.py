@@ -5,7 +5,8 @@ pipeline beside a Celery + Redis baseline, then the Azure path (the outbox relay
 Event Grid SDK alone; Azure mode's latency beside the local host's), then user webhooks (events
 fanned out to ten endpoints, beside httpx alone), then the REST API under load from concurrent
 clients, then contained tool runs (a sync submit through the worker pool beside the tool run
-inline, a CPU-bound burst on one worker and on all CPUs, recovery after a SIGKILLed server);
+inline, a CPU-bound burst on one worker and on all CPUs, recovery after a SIGKILLed server),
+then 500 long polls from 50 users on PostgreSQL;
 targets are printed beside the figures, never asserted.
 Each run works in fresh schemas and files and removes them at the end, error or not. Progress goes
 to stderr, the table to stdout.
@@ -33,6 +34,12 @@ from tests.bench.eventgrid_bench import (
     QUICK_EVENTGRID_PLAN,
     measure_eventgrid,
     render as render_eventgrid,
+)
+from tests.bench.longpoll_bench import (
+    FULL_LONGPOLL_PLAN,
+    QUICK_LONGPOLL_PLAN,
+    measure_longpolls,
+    render as render_longpolls,
 )
 from tests.bench.pipeline_bench import FULL_PLAN, QUICK_PLAN, measure_pipeline
 from tests.bench.pipeline_report import render as render_pipeline
@@ -91,6 +98,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the contained tool runs section alone (SQLite; no PostgreSQL needed)",
     )
+    parser.add_argument("--skip-longpolls", action="store_true")
+    parser.add_argument(
+        "--only-longpolls",
+        action="store_true",
+        help="500 concurrent long polls from 50 users on PostgreSQL, alone",
+    )
     parser.add_argument(
         "--api-clients",
         type=lambda text: tuple(int(n) for n in text.split(",")),
@@ -104,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     eventgrid_plan = QUICK_EVENTGRID_PLAN if args.quick else FULL_EVENTGRID_PLAN
     webhook_plan = QUICK_WEBHOOK_PLAN if args.quick else FULL_WEBHOOK_PLAN
     contained_plan = QUICK_CONTAINED_PLAN if args.quick else FULL_CONTAINED_PLAN
+    longpoll_plan = QUICK_LONGPOLL_PLAN if args.quick else FULL_LONGPOLL_PLAN
+    if args.only_longpolls:
+        figures = measure_longpolls(args.pg_url, longpoll_plan, progress)
+        print(render_longpolls(figures), flush=True)
+        return 0
     if args.only_contained:
         print(render_contained(measure_contained(contained_plan, progress)), flush=True)
         return 0
@@ -157,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         print(render_api(measure_api(_api_plan(args), progress)), flush=True)
     if not args.skip_contained:
         print(render_contained(measure_contained(contained_plan, progress)), flush=True)
+    if not args.skip_postgres and not args.skip_longpolls:
+        figures = measure_longpolls(args.pg_url, longpoll_plan, progress)
+        print(render_longpolls(figures), flush=True)
     return 0
 
 

@@ -108,3 +108,18 @@ def test_quick_contained_bench() -> None:
     table = contained_report.render(figures)
     for row in ("contained, warm pool", "inline (baseline)", "speed-up", "lease sweep"):
         assert row in table, table
+
+
+def test_a_tiny_long_poll_run_gives_every_figure() -> None:
+    from tests.bench.longpoll_bench import (
+        LongPollPlan,
+        measure_longpolls,
+        render as render_longpolls,
+    )
+
+    plan = LongPollPlan(users=3, polls_per_user=2, others=2, seconds=5.0, wait=2.0)
+    figures = measure_longpolls(require_postgres(), plan, lambda _: None)
+    print(render_longpolls(figures))
+    assert figures.most_waiting > 0 and figures.polls_answered > 0
+    assert figures.other_reads > 0 and figures.idle_p95 > 0
+    assert figures.pool_connections > 0 and figures.peak_connections > 0

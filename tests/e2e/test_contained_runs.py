@@ -41,13 +41,6 @@ REDOS = {
 SYNC_LIMIT = 10.0  # json-validate's time limit (a sync tool's default)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'app.sqlite3'}"
-    return request.getfixturevalue("pg_store_url")
-
-
 @pytest.fixture
 def env(tmp_path: Path, database_url: str) -> dict[str, str]:
     return server_env(tmp_path, database_url)
@@ -78,6 +71,7 @@ def _timed_get(url: str, token: str, path: str, count: int, pause: float = 0.01)
     return took
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the runner's limits
 def test_catastrophic_regexes_end_at_their_time_limit_and_others_stay_quick(
     server: Server, env: dict[str, str]
 ) -> None:
@@ -154,6 +148,7 @@ def _bomb_pdf(pages: int = 150) -> bytes:
     return out.getvalue()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the runner's limits
 def test_memory_and_output_bombs_end_with_their_code_and_the_server_stays_small(
     server: Server, env: dict[str, str]
 ) -> None:
@@ -288,6 +283,7 @@ def test_a_tool_worker_killed_mid_run_costs_one_retry_and_nobody_else_notices(
     assert [f["data"]["code"] for f in failed] == ["worker_lost"]
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the runner's fairness
 def test_one_users_burst_does_not_hold_back_another_users_run(
     server: Server, env: dict[str, str]
 ) -> None:

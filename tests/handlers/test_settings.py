@@ -49,6 +49,17 @@ INVALID = {
     "RETENTION_SCHEDULE": ("daily", "expected an NCRONTAB schedule"),
     "RELAY_SCHEDULE": ("* * * * * * * *", "expected an NCRONTAB schedule"),
     "WEBHOOKS_SCHEDULE": ("61 * * * * *", "expected an NCRONTAB schedule"),
+    "TRUSTED_PROXIES": ("11", "expected a number of at most 10"),
+    "MAX_BODY_BYTES": ("100", "expected a number of at least 1024"),
+    "LONG_POLLS_PER_USER": ("0", "expected a number of at least 1"),
+    "LOGIN_FAILURE_LIMIT": ("few", "expected an integer"),
+    "LOGIN_LOCKOUT_MINUTES": ("0", "expected a number above 0"),
+    "DB_CONNECT_TIMEOUT_SECONDS": ("0", "expected a number of at least 1"),
+    "DB_STATEMENT_TIMEOUT_SECONDS": ("never", "expected a number"),
+    "STORAGE_TIMEOUT_SECONDS": ("-1", "expected a number above 0"),
+    "WEBHOOKS_PER_USER": ("0", "expected a number of at least 1"),
+    "WEBHOOK_MESSAGE_RETENTION_DAYS": ("0", "expected a number above 0"),
+    "HSTS_SECONDS": ("-1", "expected a number of at least 0"),
 }
 
 

@@ -73,6 +73,18 @@ AZURE_DEFAULT_FITS = {
     "EVENTGRID_RECEIVER_JWKS_URL": "Entra ID-token delivery: the subscription sends the key",
     "WEBHOOKS_IN_PROCESS": "the web delivers webhooks as events arrive; the timer sweeps behind",
     "WEBHOOK_SECRET_OVERLAP_HOURS": "a rotated webhook secret keeps signing for 24 h",
+    "CACHE_REDIS": "defaults to EVENTSTREAM_REDIS, the Azure Cache for Redis the web already uses",
+    "MAX_BODY_BYTES": "1 MB suits every JSON route; uploads have their tools' limits",
+    "LONG_POLLS_PER_USER": "10 waiting requests per user, per replica, as locally",
+    "LOGIN_FAILURE_LIMIT": "5 wrong passwords before a lockout suits Azure too",
+    "LOGIN_LOCKOUT_MINUTES": "15 minutes suits Azure too",
+    "DB_CONNECT_TIMEOUT_SECONDS": "5 s to reach the Flexible Server in the same region",
+    "DB_STATEMENT_TIMEOUT_SECONDS": "30 s: no request or function waits longer on a query",
+    "STORAGE_TIMEOUT_SECONDS": "20 s per Blob Storage call, retried a bounded number of times",
+    "WEBHOOKS_PER_USER": "25 endpoints per user suits Azure too",
+    "WEBHOOK_MESSAGE_RETENTION_DAYS": "30 days of delivery log suits Azure too",
+    "AUDIT_KEY": "derived from SECRET_KEY, itself a Key Vault reference: never in the database",
+    "HSTS_SECONDS": "one year of HSTS behind the ingress that ends HTTPS",
 }
 
 # What each app cannot run without in Azure (the Functions also need every %SETTING% their

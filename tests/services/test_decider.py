@@ -301,10 +301,37 @@ def test_retry_the_second_attempt_of_three() -> None:
     given(*history).when(Retry(max_attempts=3)).then(Retried(next_attempt=3))
 
 
-def test_the_owner_may_retry_a_final_failure() -> None:
-    given(*RUNNING, failed(retryable=False)).when(Retry(by_owner=True)).then(
+def test_the_owner_may_bring_a_pending_retry_forward() -> None:
+    pending = Failed(
+        code="timeout",
+        message="slow",
+        retryable=True,
+        attempt=1,
+        next_attempt_at=NOW + timedelta(seconds=25),
+        max_attempts=3,
+    )
+    given(*RUNNING, pending).when(Retry(max_attempts=3, by_owner=True)).then(
         Retried(next_attempt=2)
     )
+
+
+def test_the_owner_cannot_retry_a_final_failure() -> None:
+    """Issue 16: an owner could retry a failure the tool called final, without end."""
+    err = (
+        given(*RUNNING, failed(retryable=False))
+        .when(Retry(max_attempts=3, by_owner=True))
+        .then_raises(NotRetryable)
+    )
+    assert err.code == "not_retryable"
+
+
+def test_the_owner_cannot_retry_a_failure_with_no_retry_pending() -> None:
+    err = (
+        given(*RUNNING, failed(retryable=True))
+        .when(Retry(max_attempts=3, by_owner=True))
+        .then_raises(AttemptsExhausted)
+    )
+    assert err.code == "attempts_exhausted"
 
 
 @pytest.mark.parametrize(
@@ -320,6 +347,24 @@ def test_expire_an_ended_execution_remembers_how_it_ended(ending: list[EventPayl
     assert state.status is Status.EXPIRED
     assert state.ended_as is before
     assert state.blobs_removed == (UPLOAD, OUTPUT)
+
+
+def test_an_owner_deletes_an_ended_run_or_one_retention_expired_once() -> None:
+    deleted = Expired(blobs_removed=[UPLOAD, OUTPUT], deleted=True)
+    state = given(*RUNNING, COMPLETED).when(Expire((UPLOAD, OUTPUT), deleted=True)).then(deleted)
+    assert state.deleted and state.ended_as is Status.COMPLETED
+
+    expired = Expired(blobs_removed=[UPLOAD, OUTPUT])
+    state = (
+        given(*RUNNING, COMPLETED, expired).when(Expire(deleted=True)).then(Expired(deleted=True))
+    )
+    assert state.deleted and state.ended_as is Status.COMPLETED  # not "expired"
+    assert state.blobs_removed == (UPLOAD, OUTPUT)
+    given(*RUNNING, COMPLETED, expired, Expired(deleted=True)).when(
+        Expire(deleted=True)
+    ).then_raises(IllegalTransition)
+    given(*RUNNING, COMPLETED, expired).when(Expire()).then_raises(IllegalTransition)
+    given(*RUNNING).when(Expire(deleted=True)).then_raises(IllegalTransition)
 
 
 # -- refusals that depend on the command, not only the state ------------------------------------
@@ -342,7 +387,7 @@ def test_automatic_retry_stops_at_max_attempts() -> None:
 
 
 def test_the_owner_cannot_retry_past_max_attempts_either() -> None:
-    given(*RUNNING, failed(retryable=False)).when(Retry(max_attempts=1, by_owner=True)).then_raises(
+    given(*RUNNING, failed(retryable=True)).when(Retry(max_attempts=1, by_owner=True)).then_raises(
         AttemptsExhausted
     )
 
@@ -628,7 +673,8 @@ def test_values_that_make_no_valid_event_are_a_domain_error_not_a_crash(command:
 
 # -- what the read side is told ------------------------------------------------------------------
 
-# The owner's actions and the command each one sends (an owner's retry: one attempt more).
+# The owner's actions and the command each one sends (an owner's retry: within the attempts
+# the failure recorded, the tool's 3 here when it recorded none).
 OWNER_COMMANDS = {"cancel": "Cancel", "retry": "Retry", "delete": "Expire"}
 
 
@@ -636,10 +682,14 @@ OWNER_COMMANDS = {"cancel": "Cancel", "retry": "Retry", "delete": "Expire"}
 def test_the_actions_shown_are_the_commands_the_decider_accepts(state: str) -> None:
     """The read side asks ``actions`` instead of restating the rules: they must agree."""
     current = fold(STATES[state])
-    shown = actions(current.status, has_output=current.output is not None)
+    shown = actions(
+        current.status,
+        has_output=current.output is not None,
+        retry_pending=current.next_attempt_at is not None,
+    )
     for action, command in OWNER_COMMANDS.items():
         if action == "retry":
-            attempt = Retry(max_attempts=current.attempt + 1, by_owner=True)
+            attempt = Retry(max_attempts=current.max_attempts or 3, by_owner=True)
             accepted = _accepts(attempt, current)
         else:
             accepted = _accepts(COMMANDS[command], current)

@@ -272,6 +272,62 @@ def test_setup_is_idempotent(blob_store: BlobStore) -> None:
     assert read(blob_store, "uploads", "e1/a") == b"a"
 
 
+# -- copy ----------------------------------------------------------------------------------------
+
+
+def test_copy_stores_the_same_bytes_under_the_new_name(blob_store: BlobStore) -> None:
+    data = os.urandom(BLOCK_SIZE + 1234)  # more than one Azure block
+    ref = blob_store.put("uploads", "e1/in.bin", chunked(data), content_type="image/png")
+    copied = blob_store.copy(ref, "uploads", "e2/in.bin")
+    assert (copied.container, copied.name) == ("uploads", "e2/in.bin")
+    assert (copied.size, copied.sha256, copied.content_type) == (
+        ref.size,
+        ref.sha256,
+        "image/png",
+    )
+    assert read(blob_store, "uploads", "e2/in.bin") == data
+
+
+def test_deleting_either_copy_leaves_the_other_whole(blob_store: BlobStore) -> None:
+    ref = blob_store.put("uploads", "e1/in.txt", [b"original"], content_type="text/plain")
+    blob_store.copy(ref, "uploads", "e2/in.txt")
+    assert blob_store.delete("uploads", "e1/in.txt")
+    assert read(blob_store, "uploads", "e2/in.txt") == b"original"
+    again = blob_store.copy(ref.model_copy(update={"name": "e2/in.txt"}), "uploads", "e3/in.txt")
+    blob_store.delete("uploads", "e3/in.txt")
+    assert read(blob_store, "uploads", "e2/in.txt") == b"original"
+    assert again.name == "e3/in.txt"
+
+
+def test_replacing_the_original_does_not_change_the_copy(blob_store: BlobStore) -> None:
+    ref = blob_store.put("uploads", "e1/in.txt", [b"first"], content_type="text/plain")
+    blob_store.copy(ref, "uploads", "e2/in.txt")
+    blob_store.put("uploads", "e1/in.txt", [b"second"], content_type="text/plain")
+    assert read(blob_store, "uploads", "e2/in.txt") == b"first"
+
+
+def test_copy_of_a_missing_blob_raises_blob_not_found(blob_store: BlobStore) -> None:
+    ref = blob_store.put("uploads", "e1/in.txt", [b"x"], content_type="text/plain")
+    blob_store.delete("uploads", "e1/in.txt")
+    with pytest.raises(BlobNotFound):
+        blob_store.copy(ref, "uploads", "e2/in.txt")
+    assert not blob_store.exists("uploads", "e2/in.txt")
+    assert names(blob_store, "uploads") == set()
+
+
+def test_local_copy_of_200_mb_is_a_link_not_a_second_file(local_store: LocalBlobStore) -> None:
+    chunk = os.urandom(CHUNK_SIZE)
+    ref = local_store.put("uploads", "e1/huge.bin", (chunk for _ in range(200)), content_type="x")
+    started = time.perf_counter()
+    local_store.copy(ref, "uploads", "e2/huge.bin")
+    took = time.perf_counter() - started
+    original = (local_store.root / "uploads" / "e1" / "huge.bin").stat()
+    copied = (local_store.root / "uploads" / "e2" / "huge.bin").stat()
+    assert (copied.st_ino, copied.st_nlink) == (original.st_ino, 2)
+    print(f"local copy of 200 MiB: {took * 1000:.1f} ms")
+    assert os.listdir(local_store.root / ".incoming") == []
+
+
 # -- signed URLs ---------------------------------------------------------------------------------
 
 

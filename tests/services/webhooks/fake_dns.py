@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 Resolver = Callable[[str, int], list[str]]
+AsyncResolver = Callable[[str, int], Awaitable[list[str]]]
 
 
 def fake_resolver(names: dict[str, list[str]]) -> Resolver:
@@ -21,3 +23,15 @@ def fake_resolver(names: dict[str, list[str]]) -> Resolver:
 
     resolve.calls = calls  # type: ignore[attr-defined]
     return resolve
+
+
+def fake_async_resolver(names: dict[str, list[str]]) -> AsyncResolver:
+    """``fake_resolver`` for the delivery worker, which awaits its lookups."""
+    resolve = fake_resolver(names)
+
+    async def lookup(host: str, port: int) -> list[str]:
+        await asyncio.sleep(0)
+        return resolve(host, port)
+
+    lookup.calls = resolve.calls  # type: ignore[attr-defined]
+    return lookup

@@ -29,10 +29,11 @@ from services.webhooks import (
     tables,
 )
 from services.webhooks.dispatcher import WebhookDispatcher
+from services.webhooks.resolver import DnsResolver
 from services.webhooks.signing import new_secret
 from tests.events.factories import execution_events
 from tests.services.webhooks.endpoint import Answer, Endpoint, Received
-from tests.services.webhooks.fake_dns import fake_resolver
+from tests.services.webhooks.fake_dns import fake_async_resolver
 
 SCALE = 0.001  # the retry schedule in milliseconds: 0, 5 ms, 0.3 s, 1.8 s, …
 OWNER = "7"  # execution_events()' owner
@@ -296,7 +297,7 @@ def test_an_address_that_turns_private_is_refused_at_delivery(
         secret=new_secret(),
         event_types=["Submitted"],
     )
-    dispatcher = dispatchers(resolve=fake_resolver(dns))
+    dispatcher = dispatchers(resolve=fake_async_resolver(dns))
     run_execution(store)
     assert dispatcher.run_once().delivered == 1
     assert receiver.requests[0].headers["host"] == f"hooks.example.test:{receiver.port}"
@@ -311,6 +312,78 @@ def test_an_address_that_turns_private_is_refused_at_delivery(
     (last, *_) = webhook_messages.attempts(db, endpoint.id)
     assert last.status is None and not last.ok
     assert last.error.startswith("forbidden_address: hooks.example.test resolves to 10.1.2.3")
+
+
+# -- DNS ---------------------------------------------------------------------------------------
+
+SLOW_DNS = 4.0  # seconds the slow names' DNS takes to answer
+
+
+def slow_names(dns_stubs, count: int) -> tuple[list[str], DnsResolver]:
+    """``count`` names that resolve to 127.0.0.1 after SLOW_DNS, and a resolver asking them."""
+    names = [f"slow{i}.hooks.example.test" for i in range(count)]
+    stub = dns_stubs({n: ["127.0.0.1"] for n in names}, delays=dict.fromkeys(names, SLOW_DNS))
+    return names, DnsResolver(["127.0.0.1"], port=stub.port)
+
+
+def test_names_with_slow_dns_never_delay_an_address(
+    store: EventStore, db: Database, receivers, dispatchers, dns_stubs
+) -> None:
+    # The issue: 12 endpoints whose DNS took 4 s delayed an IP address's deliveries 28-32 s.
+    names, resolver = slow_names(dns_stubs, 12)
+    slow = receivers(Script())
+    for name in names:
+        webhook_endpoints.create_endpoint(
+            db, owner=OWNER, url=f"http://{name}:{slow.port}/in", secret=new_secret()
+        )
+    literal = receivers(Script())
+    register(db, literal)  # http://127.0.0.1:port/hooks
+    thread, stop = dispatchers(resolve=resolver, stop_grace=0.1).start()
+    try:
+        started = time.monotonic()
+        sent = run_execution(store)
+        wait_until(lambda: len(literal.requests) == len(sent), timeout=2 * SLOW_DNS)
+        literal_done = time.monotonic() - started
+        # The slow names' deliveries wait for their own DNS, then go out.
+        wait_until(lambda: len(slow.requests) == len(names) * len(sent), timeout=4 * SLOW_DNS)
+        slow_done = time.monotonic() - started
+    finally:
+        stop.set()
+        thread.join(10)
+    print(f"IP address delivered in {literal_done:.2f} s, slow names in {slow_done:.2f} s")
+    assert literal_done < 1.0, f"the IP address waited {literal_done:.1f} s"
+    assert slow_done >= SLOW_DNS
+    hosts = {r.headers["host"].split(":")[0] for r in slow.requests}
+    assert hosts == set(names)
+
+
+def test_dns_slower_than_the_timeout_fails_that_delivery_and_it_is_retried(
+    store: EventStore, db: Database, receivers, dispatchers, dns_stubs
+) -> None:
+    (name,), resolver = slow_names(dns_stubs, 1)
+    receiver = receivers(Script())
+    endpoint = webhook_endpoints.create_endpoint(
+        db,
+        owner=OWNER,
+        url=f"http://{name}:{receiver.port}/in",
+        secret=new_secret(),
+        event_types=["Submitted"],
+    )
+    dispatcher = dispatchers(resolve=resolver, timeout=1.0)
+    run_execution(store)
+    dispatcher.fan_out_pending()  # the message is due from now on
+
+    started = time.monotonic()
+    report = dispatcher.run_once(now=datetime.now(UTC))  # one attempt: the retry is 5 ms later
+    took = time.monotonic() - started
+
+    assert (report.delivered, report.retrying, report.failed) == (0, 1, 0)
+    assert took < 1.0 + SLOW_DNS / 2, took  # the delivery's timeout, not the DNS's 4 s
+    assert receiver.requests == []
+    (attempt,) = webhook_messages.attempts(db, endpoint.id)
+    assert attempt.error == f"unresolvable_host: {name} did not resolve within 1 s"
+    assert attempt.status is None and 900 < attempt.latency_ms < 1000 * SLOW_DNS
+    assert only_message(db, endpoint).status == "pending"
 
 
 # -- the worker --------------------------------------------------------------------------------

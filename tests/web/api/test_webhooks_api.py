@@ -141,6 +141,20 @@ def test_loopback_http_is_allowed_only_where_the_deployment_says_so(
     assert len(alice.get(HOOKS).json()) == 2
 
 
+def test_one_user_has_at_most_the_settings_endpoints(
+    alice: APIClient, bob: APIClient, configure: Configure
+) -> None:
+    configure(WEBHOOKS_PER_USER=3)
+    assert [add(alice, f"{PUBLIC}/{n}").status_code for n in range(3)] == [201] * 3
+
+    body = assert_problem(add(alice), 409, "webhook_limit_reached")
+    assert body["limit"] == 3 and "delete one to add another" in body["detail"]
+    assert len(alice.get(HOOKS).json()) == 3
+    assert add(bob).status_code == 201  # another user's count is their own
+    alice.delete(alice.get(HOOKS).json()[0]["links"]["self"])
+    assert add(alice).status_code == 201
+
+
 def test_another_users_endpoint_is_not_found(alice: APIClient, bob: APIClient) -> None:
     created = add(alice).json()
     url = created["links"]["self"]

@@ -139,3 +139,51 @@ def test_the_token_works_against_the_api(signed_in: Client, alice: User, deploym
     answer = api.get("/api/v1/tools/", headers={"Authorization": f"Token {key}"})
 
     assert answer.status_code == 200
+
+
+def test_sign_ins_while_locked_out_are_refused_and_not_recorded(
+    client: Client, alice: User
+) -> None:
+    """Five wrong passwords lock alice out from this address; what comes after is refused with
+    the lockout page and leaves her attempts as they were: a flood of guesses neither grows the
+    record nor pushes the lockout's end further."""
+    from axes.models import AccessAttempt
+
+    form = {"username": "alice", "password": "wrong"}
+    answers = [client.post("/accounts/login/", form).status_code for _ in range(5)]
+    assert answers == [200] * 4 + [429]
+    locked = AccessAttempt.objects.get(username="alice")
+    assert locked.failures_since_start == 5
+
+    for n in range(20):
+        answer = client.post("/accounts/login/", {"username": "alice", "password": f"guess-{n}"})
+        assert answer.status_code == 429
+    right = client.post("/accounts/login/", {"username": "alice", "password": "a-long-secret-42"})
+
+    assert right.status_code == 429 and 14 * 60 <= int(right["Retry-After"]) <= 15 * 60
+    page = Page(right)
+    assert "locked for 15 minutes" in text(page.one("form"))
+    after = AccessAttempt.objects.get(username="alice")
+    assert after.failures_since_start == 5
+    assert after.attempt_time == locked.attempt_time
+    assert after.post_data == locked.post_data
+    assert "_auth_user_id" not in client.session
+
+
+def test_the_lockout_page_says_how_long_is_left(client: Client, alice: User) -> None:
+    """Ten minutes into a 15-minute lockout, the page and ``Retry-After`` say five are left."""
+    from datetime import timedelta
+
+    from axes.models import AccessAttempt
+
+    for _ in range(5):
+        client.post("/accounts/login/", {"username": "alice", "password": "wrong"})
+    locked = AccessAttempt.objects.get(username="alice")
+    locked.attempt_time -= timedelta(minutes=10)
+    locked.save()
+
+    answer = client.post("/accounts/login/", {"username": "alice", "password": "a-long-secret-42"})
+
+    assert answer.status_code == 429
+    assert 290 <= int(answer["Retry-After"]) <= 300
+    assert "locked for 5 minutes" in text(Page(answer).one("form"))

@@ -122,6 +122,42 @@ def test_loopback_is_allowed_only_with_the_setting(
     assert [e.url for e in webhooks.endpoints(alice)] == ["http://127.0.0.1:9000/hook"]
 
 
+def test_the_page_says_how_many_endpoints_one_may_have(
+    signed_in: Client, alice: User, configure
+) -> None:
+    configure(WEBHOOKS_PER_USER=2)
+    page = Page(signed_in.get("/webhooks/"))
+    assert text(page.by_id("endpoint-count")) == (
+        "You have 0 of the 2 endpoints one user may have."
+    )
+    assert [add(signed_in, f"{PUBLIC}/{n}").status_code for n in range(2)] == [302, 302]
+
+    response = add(signed_in, f"{PUBLIC}/3")
+
+    assert response.status_code == 400
+    page = Page(response)
+    assert text(page.by_id("form-errors")) == (
+        "The endpoint was not added: you have 2 webhook endpoints, as many as one may have: "
+        "delete one to add another"
+    )
+    assert attr(page.by_id("form-errors"), "role") == "alert"
+    assert text(page.by_id("endpoint-count")) == (
+        "You have 2 of the 2 endpoints one user may have. Delete one to add another."
+    )
+    assert len(webhooks.endpoints(alice)) == 2
+
+
+def test_the_delivery_log_says_how_long_it_is_kept(
+    signed_in: Client, alice: User, configure
+) -> None:
+    configure(WEBHOOK_MESSAGE_RETENTION_DAYS=7)
+    endpoint, _ = webhooks.create(alice, url=PUBLIC)
+    page = Page(signed_in.get(f"/webhooks/{endpoint.id}/"))
+    assert text(page.by_id("retention")) == (
+        "Messages are kept for 7 days after their last attempt, then deleted with their log."
+    )
+
+
 def test_why_an_endpoint_was_turned_off_is_plain_to_see(signed_in: Client, alice: User) -> None:
     endpoint, _ = webhooks.create(alice, url=PUBLIC)
     webhook_endpoints.disable(parts().read_models(), endpoint.id, "the receiver answered 410 Gone")
