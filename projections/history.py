@@ -89,6 +89,12 @@ class HistoryProjection:
                 row[FINISHED_AT] = e.event.time
             changed[e.execution_id] = row
         db.upsert(table, COLUMNS, list(changed.values()))
+        # An execution its owner deleted leaves the owner's reads (its stream stays, for the audit).
+        deleted = [
+            (e.execution_id,) for e in batch if e.kind == "Expired" and e.data.get("deleted")
+        ]
+        if deleted:
+            db.executemany(f"DELETE FROM {table} WHERE execution_id = ?", deleted)
 
 
 def recent(

@@ -175,6 +175,12 @@ class StatusProjection:
             fold(row, e.kind, e.data, e.event)
             changed[e.execution_id] = row
         db.upsert(table, COLUMNS, list(changed.values()))
+        # An execution its owner deleted leaves the owner's reads (its stream stays, for the audit).
+        deleted = [
+            (e.execution_id,) for e in batch if e.kind == "Expired" and e.data.get("deleted")
+        ]
+        if deleted:
+            db.executemany(f"DELETE FROM {table} WHERE execution_id = ?", deleted)
 
 
 def fold(row: list[Any], kind: str, data: dict[str, Any], event: RecordedEvent) -> None:
