@@ -15,7 +15,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -82,6 +82,7 @@ class LocalFunctionsHost:
         checkpoint_interval: float = 0.2,
         linger: float = 0.003,
         timers: bool = True,
+        skip_timers: Collection[str] = (),
         feed: bool = True,
         start_position: int | None = None,
     ) -> None:
@@ -94,7 +95,9 @@ class LocalFunctionsHost:
         self.checkpoint_name = checkpoint_name
         self.checkpoint_interval = checkpoint_interval
         self.linger = linger
-        self.subscriptions, self.timers = read_bindings(app, settings or {})
+        self.subscriptions, timer_functions = read_bindings(app, settings or {})
+        # ``skip_timers``: timers whose work this process does another way (the web's relay).
+        self.timers = [t for t in timer_functions if t.name not in skip_timers]
         self.run_timers = timers
         # Without the feed, events come from Event Grid through the HTTP trigger
         # (handlers.eventgrid_trigger) and this host only runs the timers.

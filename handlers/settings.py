@@ -123,7 +123,10 @@ class Settings(BaseSettings):
     )
     PROJECTOR_IN_PROCESS: Flag = Field(True, description="run the projector in the web process")
     RELAY_IN_PROCESS: MaybeFlag = Field(
-        None, description="run the outbox relay in the web process (on with a topic)"
+        None, description="the web runs the outbox relay beside it (on with a topic)"
+    )
+    RELAY_NICE: int = Field(
+        10, ge=0, le=19, description="nice of that relay's own process (0: the web's priority)"
     )
     WEBHOOKS_IN_PROCESS: Flag = Field(True, description="deliver user webhooks from the web")
     WEB_THREADS: int = Field(16, ge=1, description="threads serving ordinary requests")

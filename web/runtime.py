@@ -24,6 +24,7 @@ from handlers.bootstrap import Parts
 from handlers.host import LocalFunctionsHost, RetryPolicy
 from web import live
 from web.parts import parts
+from web.sidecar import Sidecar, management_command
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,9 @@ class Background:
     - the local Functions host (``FUNCTIONS_IN_PROCESS``): delivers the feed to the functions
       and runs their timers; with ``feed=False`` only the timers (Event Grid pushes the events
       to the HTTP trigger instead, ``magictoolbox functions --http``);
-    - the outbox relay to Event Grid (``RELAY_IN_PROCESS``, with ``EVENTGRID_TOPIC_ENDPOINT``);
+    - the outbox relay to Event Grid (``RELAY_IN_PROCESS``, with ``EVENTGRID_TOPIC_ENDPOINT``),
+      as ``magictoolbox relay`` in a process of its own at ``RELAY_NICE`` (``web.sidecar``),
+      started, restarted and stopped with this one;
     - the user-webhook delivery worker (``WEBHOOKS_IN_PROCESS``), woken like the projector; the
       ``webhooks`` timer sweeps behind it (the same dispatcher, so one connection serves both);
     - the audit anchorer (``anchors``: whenever anything else runs here), which signs the feed's
@@ -109,13 +112,22 @@ class Background:
                 workers=workers,
                 retry=retry,
                 feed=feed,
+                # The relay timer publishes and anchors: with the relay beside this process and
+                # the anchorer in it, both are done already, and publishing here would bring the
+                # GIL cost back into the web every RELAY_SCHEDULE.
+                skip_timers=("relay",) if relay and anchors else (),
             )
             if host
             else None
         )
-        self.relay = deployment.relay() if relay else None
-        if relay and self.relay is None:
-            raise ImproperlyConfigured("RELAY_IN_PROCESS needs EVENTGRID_TOPIC_ENDPOINT")
+        self.relay: Sidecar | None = None
+        if relay:
+            config = deployment.settings
+            if not config.EVENTGRID_TOPIC_ENDPOINT:
+                raise ImproperlyConfigured("RELAY_IN_PROCESS needs EVENTGRID_TOPIC_ENDPOINT")
+            # ``magictoolbox relay`` beside this process: its publishing would hold this
+            # interpreter's GIL in stretches that other users' requests wait behind.
+            self.relay = Sidecar("relay", management_command("relay"), nice=config.RELAY_NICE)
         self.webhooks = deployment.dispatcher() if webhooks else None
         self.anchorer = anchoring.anchorer(deployment) if anchors else None
         self.deployment = deployment
@@ -135,7 +147,7 @@ class Background:
 
     def parts(self) -> list[str]:
         named = [("projector", self.projector), ("Functions host", self.host)]
-        named.append(("relay to Event Grid", self.relay))
+        named.append(("relay to Event Grid (a process of its own)", self.relay))
         named.append(("webhook deliveries", self.webhooks))
         named.append(("audit anchors", self.anchorer))
         return [name for name, part in named if part is not None]

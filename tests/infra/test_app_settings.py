@@ -61,6 +61,7 @@ AZURE_DEFAULT_FITS = {
     "TOOL_WORKER_MAX_RUNS": "recycling after 200 runs suits any host",
     "TOOL_WORKER_MAX_RSS_MB": "512 MB per worker fits the instance sizes in infra/",
     "TOOL_WORKER_NICE": "10: pages stay quick while tools use every core, as locally",
+    "RELAY_NICE": "10: the relay's own process yields the CPU to requests, as locally",
     "LEASE_SECONDS": "15 s: a lost instance's runs restart within ~20 s, as locally",
     "TOOL_MODULES": "Azure runs the shipped tools; extra modules come with the package",
     "EVENTSTORE_URL": "defaults to DATABASE_URL: events and read models share one database",

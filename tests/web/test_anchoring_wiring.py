@@ -65,3 +65,29 @@ def test_the_web_process_anchors_as_the_feed_advances(store: EventStore, store_u
         parts.close()
     assert report.ok and report.unanchored == 0
     assert report.feed is not None and report.feed.events == 3
+
+
+def test_with_the_relay_beside_the_web_its_timer_is_not_run_in_the_web(
+    store: EventStore, store_url: str
+) -> None:
+    """The web's relay runs as ``magictoolbox relay`` in its own process, and the web's anchorer
+    anchors: the local host in the web leaves out the relay timer, which would publish (and hold
+    the web's GIL doing it) in the web process."""
+    topic = "http://127.0.0.1:9/api/events"
+    settings = settings_for(
+        store_url, EVENTGRID_TOPIC_ENDPOINT=topic, FUNCTIONS_IN_PROCESS="1", RELAY_NICE="12"
+    )
+    parts = bootstrap(settings, store=store)
+    try:
+        background = Background.from_settings(parts)
+        assert background is not None and background.host is not None
+        assert background.relay is not None and background.anchorer is not None
+        assert background.relay.argv[-1] == "relay" and background.relay.nice == 12
+        timers = {timer.name for timer in background.host.timers}
+        assert "relay" not in timers and {"sweep", "retention", "webhooks"} <= timers
+
+        # The Functions host on its own (``magictoolbox functions``) keeps the relay timer.
+        alone = Background(parts, projector=False)
+        assert alone.host is not None and "relay" in {t.name for t in alone.host.timers}
+    finally:
+        parts.close()
