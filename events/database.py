@@ -2,8 +2,10 @@
 connection from a URL, on SQLite or PostgreSQL, with the same SQL for both.
 
 Statements use ``?`` placeholders and SQL both dialects accept; ``{ts}``, ``{bool}``, ``{float}``
-and ``{bigint}`` in DDL become each dialect's type. A ``Database`` is one connection: one thread
-at a time.
+and ``{bigint}`` in DDL become each dialect's type. A ``Database`` is used by one thread
+at a time: on SQLite it is one connection; on PostgreSQL each statement (or ``transaction()``)
+borrows one from the process's pool (``events.pools``), so a process's connections stay
+bounded however many threads hold a ``Database``.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import psycopg
+from psycopg_pool import ConnectionPool
 
+from events import pools
 from events.connections import split_url, sqlite_path, timeouts, writer_lock
 
 Dialect = Literal["sqlite", "postgresql"]
@@ -59,7 +62,8 @@ class Database:
         else:
             self.path = sqlite_path(url)
             self.schema = "main"
-        self._conn: Any = None
+        self._conn: Any = None  # SQLite: this Database's connection; PostgreSQL: a borrowed one
+        self._pool: ConnectionPool | None = None  # PostgreSQL: the process's, for these options
         self._in_transaction = False
         self._types: dict[str, dict[str, str]] = {}  # PostgreSQL column types, by table
 
@@ -67,43 +71,67 @@ class Database:
 
     @property
     def conn(self) -> Any:
-        """The DB-API connection (sqlite3 or psycopg), autocommit outside ``transaction()``."""
-        if self._conn is None or (self.dialect == "postgresql" and self._conn.closed):
-            self._conn = self._connect()
+        """SQLite: the connection (autocommit outside ``transaction()``). PostgreSQL: the one the
+        running ``transaction()`` holds; outside one, each statement borrows (``_using``)."""
+        if self.dialect == "postgresql":
+            if self._conn is None:
+                raise RuntimeError("a PostgreSQL Database holds a connection only in transaction()")
+            return self._conn
+        if self._conn is None:
+            self._conn = self._connect_sqlite()
         return self._conn
 
-    def _connect(self) -> Any:
-        limits = timeouts()
+    @contextmanager
+    def _using(self) -> Iterator[Any]:
+        """A connection for one statement: SQLite's own; on PostgreSQL the transaction's, or
+        one borrowed from the process's pool (events.pools) and given back after it."""
         if self.dialect == "sqlite":
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path,
-                isolation_level=None,
-                check_same_thread=False,
-                timeout=limits.statement,
-                detect_types=sqlite3.PARSE_DECLTYPES,
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode may lose the last commits on power loss but never tears one:
-            # rows and checkpoint go together, and read models can always be rebuilt.
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(f"PRAGMA busy_timeout={round(limits.statement * 1000)}")
-            return conn
-        with psycopg.connect(self._pg_url, autocommit=True, **limits.postgres()) as bootstrap:
-            bootstrap.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-        # synchronous_commit off, for the same reason as SQLite's NORMAL above: a crash may lose
-        # the last few commits, rows and checkpoint together, which the projector re-applies.
-        return psycopg.connect(
-            self._pg_url,
-            autocommit=True,
-            **limits.postgres(f"-c search_path={self.schema}", "-c synchronous_commit=off"),
+            yield self.conn
+        elif self._conn is not None:
+            yield self._conn
+        else:
+            with self._shared_pool().connection() as conn:
+                yield conn
+
+    def _shared_pool(self) -> ConnectionPool:
+        if self._pool is None:
+            # synchronous_commit off, for the same reason as SQLite's NORMAL below: a crash may
+            # lose the last few commits, rows and checkpoint together, which the projector
+            # re-applies.
+            options = (f"-c search_path={self.schema}", "-c synchronous_commit=off")
+            pool = pools.acquire(self._pg_url, **timeouts().postgres(*options))
+            with pool.connection() as conn:  # once per Database: a test may drop a schema
+                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            self._pool = pool
+        return self._pool
+
+    def _connect_sqlite(self) -> Any:
+        limits = timeouts()
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=limits.statement,
+            detect_types=sqlite3.PARSE_DECLTYPES,
         )
+        conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode may lose the last commits on power loss but never tears one:
+        # rows and checkpoint go together, and read models can always be rebuilt.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA busy_timeout={round(limits.statement * 1000)}")
+        return conn
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self.dialect == "sqlite":
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            return
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pools.release(pool)
 
     def __enter__(self) -> Database:
         return self
@@ -133,10 +161,11 @@ class Database:
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one statement; the rows it returns (an empty list for statements without)."""
-        cur = self.conn.execute(self.sql(statement), self._params(params))
-        if cur.description is None:
-            return []
-        return list(cur.fetchall())
+        with self._using() as conn:
+            cur = conn.execute(self.sql(statement), self._params(params))
+            if cur.description is None:
+                return []
+            return list(cur.fetchall())
 
     def executemany(self, statement: str, rows: Iterable[Sequence[Any]]) -> None:
         rows = [self._params(r) for r in rows] if self.dialect == "sqlite" else list(rows)
@@ -145,7 +174,7 @@ class Database:
         if self.dialect == "sqlite":
             self.conn.executemany(statement, rows)
         else:
-            with self.conn.cursor() as cur:
+            with self._using() as conn, conn.cursor() as cur:
                 cur.executemany(self.sql(statement), rows)
 
     def upsert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
@@ -168,7 +197,7 @@ class Database:
             return
         types = self._column_types(table)
         arrays = ", ".join(f"%b::{types[c]}[]" for c in columns)  # binary: quicker to build
-        self.conn.execute(
+        self.execute(
             f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) {conflict}",
             [list(column) for column in zip(*rows, strict=True)],
         )
@@ -176,11 +205,11 @@ class Database:
     def _column_types(self, table: str) -> dict[str, str]:
         types = self._types.get(table)
         if types is None:
-            rows = self.conn.execute(
+            rows = self.execute(
                 "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
-                "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+                "WHERE a.attrelid = ?::regclass AND a.attnum > 0 AND NOT a.attisdropped",
                 (table,),
-            ).fetchall()
+            )
             types = self._types[table] = dict(rows)
         return types
 
@@ -201,13 +230,14 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Database]:
-        """One write transaction (not nestable): committed on success, rolled back on error."""
+        """One write transaction (not nestable): committed on success, rolled back on error.
+        On PostgreSQL it holds one borrowed connection until it ends."""
         if self._in_transaction:
             raise RuntimeError("Database.transaction() does not nest")
-        conn = self.conn
         self._in_transaction = True
         try:
             if self.dialect == "sqlite":
+                conn = self.conn
                 # IMMEDIATE: take the write lock now, so two projectors serialise at BEGIN; the
                 # process's lock first, so this process's writers take turns without sleeping.
                 with writer_lock(self.path):
@@ -219,11 +249,12 @@ class Database:
                         raise
                     conn.execute("COMMIT")
             else:
-                with conn.transaction():
-                    yield self
-        except psycopg.Error:
-            if self.dialect == "postgresql" and conn.broken:
-                self.close()
-            raise
+                # A broken connection is the pool's to drop when it comes back.
+                with self._shared_pool().connection() as conn, conn.transaction():
+                    self._conn = conn
+                    try:
+                        yield self
+                    finally:
+                        self._conn = None
         finally:
             self._in_transaction = False

@@ -9,7 +9,6 @@ never skips an event that commits late. ``wait_for`` is woken by LISTEN/NOTIFY (
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -17,7 +16,9 @@ from uuid import UUID
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg_pool import ConnectionPool
 
+from events import pools
 from events.appending import (
     KnownHeads,
     StoredIdentity,
@@ -110,29 +111,29 @@ class PostgresEventStore:
         self._kwargs = timeouts().postgres(
             f"-c search_path={self.schema}", "-c enable_sort=off", "-c enable_bitmapscan=off"
         )
-        # Each thread gets its own connection (no pool checkout per append). Autocommit: an append
-        # is one statement, so it is its own transaction and needs one round trip instead of
-        # three (BEGIN, INSERT, COMMIT); reads need no transaction.
-        self._local = threading.local()
-        self._connections: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
+        # Autocommit: an append is one statement, so it is its own transaction and needs one
+        # round trip instead of three (BEGIN, INSERT, COMMIT); reads need no transaction. Each
+        # call borrows a connection from the process's pool for these options (events.pools):
+        # a few microseconds, and the process's connections stay bounded whatever its threads.
+        self._pool: ConnectionPool | None = None
+        self._pool_lock = threading.Lock()
         self._poll_interval = poll_interval
         self._heads = KnownHeads()
         self._notifications = Notifications(self.url, self._kwargs, self.channel)
 
+    def _shared_pool(self) -> ConnectionPool:
+        pool = self._pool
+        if pool is None:
+            with self._pool_lock:
+                if self._pool is None:
+                    self._pool = pools.acquire(self.url, **self._kwargs)
+                pool = self._pool
+        return pool
+
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection]:
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            conn = psycopg.connect(self.url, autocommit=True, **self._kwargs)
-            self._local.conn = conn
-            self._connections.add(conn)
-        try:
+        with self._shared_pool().connection() as conn:
             yield conn
-        except psycopg.Error:
-            if conn.broken:
-                self._local.conn = None
-                conn.close()
-            raise
 
     def setup(self) -> None:
         with psycopg.connect(self.url, autocommit=True, **self._kwargs) as conn:
@@ -147,8 +148,10 @@ class PostgresEventStore:
 
     def close(self) -> None:
         self._notifications.close()
-        for conn in list(self._connections):
-            conn.close()
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pools.release(pool)
 
     # -- writing -----------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from events.connections import Timeouts, set_timeouts
 from events.database import Database
 from events.following import Backoff
 from events.opening import open_store
+from events.pools import PoolLimits, set_pool_limits
 from events.store import EventStore
 from handlers.deadletters import DeadLetterStore
 from handlers.settings import Settings
@@ -203,6 +204,11 @@ def bootstrap(
             connect=settings.DB_CONNECT_TIMEOUT_SECONDS,
             statement=settings.DB_STATEMENT_TIMEOUT_SECONDS,
         )
+    )
+    # ...and borrows from a pool of at most DB_POOL_SIZE, waiting for one as long as it would
+    # for a new connection.
+    set_pool_limits(
+        PoolLimits(size=settings.DB_POOL_SIZE, wait=settings.DB_CONNECT_TIMEOUT_SECONDS)
     )
     if store is None:
         store = open_store(settings.eventstore_url)

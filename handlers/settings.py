@@ -167,6 +167,11 @@ class Settings(BaseSettings):
     DB_STATEMENT_TIMEOUT_SECONDS: float = Field(
         30.0, gt=0, description="PostgreSQL `statement_timeout` and SQLite's busy wait"
     )
+    DB_POOL_SIZE: int = Field(
+        10,
+        ge=1,
+        description="PostgreSQL connections per pool per process (the store's, the read models')",
+    )
     STORAGE_TIMEOUT_SECONDS: float = Field(
         20.0, gt=0, description="connect and read timeout of each Azure Blob Storage call"
     )

@@ -17,11 +17,13 @@ import threading
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from handlers import anchoring, function_app
 from handlers.bootstrap import Parts
 from handlers.host import LocalFunctionsHost, RetryPolicy
+from handlers.settings import Settings
 from web import live
 from web.parts import parts
 from web.sidecar import Sidecar, management_command
@@ -189,6 +191,24 @@ class Background:
         if self.anchorer is not None:
             self.anchorer.close()
         self.deployment.stop_workers()
+
+
+def postgres_connections(config: Settings) -> tuple[int, str] | None:
+    """The most PostgreSQL connections this web process opens, and how that adds up (None on
+    SQLite). Every connection comes from a pool of a fixed size (events.pools, Django's) or is
+    one of the store's two for LISTEN/NOTIFY; waiting requests (long polls) hold none. A relay
+    beside the web (``web.sidecar``) is another process, with pools of its own that its one
+    thread keeps at a connection or two."""
+    parts_: list[tuple[int, str]] = []
+    if config.eventstore_url.startswith("postgres"):
+        parts_.append((config.DB_POOL_SIZE, "the event store's pool"))
+        parts_.append((2, "the store's LISTEN and NOTIFY"))
+    if config.DATABASE_URL.startswith("postgres"):
+        parts_.append((config.DB_POOL_SIZE, "the read models' pool"))
+        parts_.append((settings.DJANGO_POOL_SIZE, "Django's pool"))
+    if not parts_:
+        return None
+    return sum(n for n, _ in parts_), " + ".join(f"{n} {what}" for n, what in parts_)
 
 
 def with_background(application: ASGIApp) -> ASGIApp:

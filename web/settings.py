@@ -22,10 +22,12 @@ BASE_DIR = VAR_DIR.parent
 VAR_DIR.mkdir(exist_ok=True)
 
 
-def _django_database(url: str, limits: Timeouts) -> dict:
+def _django_database(url: str, limits: Timeouts, pool_size: int) -> dict:
     """dj-database-url's config; on PostgreSQL our ``schema`` parameter becomes a search_path,
     as the event store and the read models read it (``events.connections``), and Django's
-    connections wait as long as theirs: to connect, per statement, for SQLite's lock."""
+    connections wait as long as theirs: to connect, per statement, for SQLite's lock. On
+    PostgreSQL Django borrows from a pool of ``pool_size`` (Django's own, psycopg_pool's) rather
+    than connecting for each request: the process's connections stay bounded (events.pools)."""
     if url.startswith("sqlite:"):
         config = dj_database_url.parse(url)
         config.setdefault("OPTIONS", {})["timeout"] = limits.statement
@@ -33,7 +35,13 @@ def _django_database(url: str, limits: Timeouts) -> dict:
     libpq_url, schema = split_url(url)
     config = dj_database_url.parse(libpq_url)
     config.setdefault("OPTIONS", {}).update(limits.postgres(f"-c search_path={schema}"))
+    config["OPTIONS"]["pool"] = {"min_size": 1, "max_size": pool_size, "timeout": limits.connect}
     return config
+
+
+# Django's connections: one per request thread, the edge's two authentication threads, and two
+# to spare (a thread that finds them all in use waits, up to the connect timeout).
+DJANGO_POOL_SIZE = MAGICTOOLBOX.WEB_THREADS + 4
 
 
 # Off by default, locally too: a user never sees a traceback, and the API answers an unknown URL
@@ -84,6 +92,7 @@ DATABASES = {
             connect=MAGICTOOLBOX.DB_CONNECT_TIMEOUT_SECONDS,
             statement=MAGICTOOLBOX.DB_STATEMENT_TIMEOUT_SECONDS,
         ),
+        DJANGO_POOL_SIZE,
     )
 }
 

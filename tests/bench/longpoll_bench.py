@@ -6,15 +6,16 @@ executions and submit, from a process of their own (the pollers' client keeps it
 and the figures say whether they noticed: errors, and the p95 of their reads beside the same
 reads with nobody waiting (measured first). The
 server's PostgreSQL connections are sampled throughout (``application_name``) and printed beside
-the pool's size: the connections every thread of the web keeps (measured after using every
-thread once) plus one per pool thread for Django's per-request connection. The server's
-``max_connections`` is printed too. Nothing is asserted.
+the bound the server states at startup: the sizes of its connection pools (the event store's,
+the read models', Django's) and the store's LISTEN/NOTIFY pair, whatever the number of threads
+or waiters. The server's ``max_connections`` is printed too. Nothing is asserted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import re
 import statistics
 import tempfile
 import threading
@@ -31,7 +32,6 @@ from tests.bench.places import PostgresSchemas
 from tests.e2e.contained import Server, create_users, server_env
 
 Progress = Callable[[str], None]
-WEB_THREADS = 16
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,8 @@ QUICK_LONGPOLL_PLAN = LongPollPlan(users=10, polls_per_user=5, others=3, seconds
 class LongPollFigures:
     plan: LongPollPlan
     max_connections: int = 0
-    pool_connections: int = 0
+    pool_connections: int = 0  # the server's own bound (its pools' sizes)
+    pool_parts: str = ""
     peak_connections: int = 0
     polls_answered: int = 0
     poll_errors: int = 0
@@ -257,8 +258,7 @@ def measure_longpolls(pg_url: str, plan: LongPollPlan, progress: Progress) -> Lo
                             await asyncio.sleep(0.1)
 
             asyncio.run(warm())
-            time.sleep(0.5)
-            figures.pool_connections = watch.count() + WEB_THREADS
+            figures.pool_connections, figures.pool_parts = stated_bound(root / "server.log")
 
             progress("long polls: other users' reads with nobody waiting")
             other_tokens = [tokens[o] for o in others]
@@ -287,6 +287,18 @@ def measure_longpolls(pg_url: str, plan: LongPollPlan, progress: Progress) -> Lo
     return figures
 
 
+BOUND = re.compile(r"PostgreSQL connections: at most (\d+) \((.*)\)")
+
+
+def stated_bound(log: Path) -> tuple[int, str]:
+    """The most connections the server says it opens (``web.runtime.postgres_connections``,
+    logged at startup) and how that adds up."""
+    found = BOUND.search(log.read_text(errors="replace"))
+    if found is None:
+        raise RuntimeError(f"the server did not state its connection bound in {log}")
+    return int(found.group(1)), found.group(2)
+
+
 def render(figures: LongPollFigures) -> str:
     plan = figures.plan
     polls = plan.users * plan.polls_per_user
@@ -303,8 +315,8 @@ def render(figures: LongPollFigures) -> str:
             f"| polls answered / failed | {figures.polls_answered} / {figures.poll_errors} "
             f"{figures.poll_error_kinds or ''} | - / 0 |",
             f"| other users' errors | {len(figures.other_errors)} | 0 |",
-            f"| server connections, peak | {figures.peak_connections} | ≤ the pool's "
-            f"{figures.pool_connections} |",
+            f"| server connections, peak | {figures.peak_connections} | ≤ the server's bound, "
+            f"{figures.pool_connections} ({figures.pool_parts}) |",
             f"| other users' read p95, idle → under the polls | {figures.idle_p95 * 1000:.1f} → "
             f"{figures.busy_p95 * 1000:.1f} ms (x{ratio:.2f}, {figures.other_reads} reads) | "
             "≤ x2 |",

@@ -46,6 +46,7 @@ INVALID = {
     "LEASE_SECONDS": ("0", "expected a number above 0"),
     "TOOL_WORKER_NICE": ("20", "expected a number of at most 19"),
     "RELAY_NICE": ("-1", "expected a number of at least 0"),
+    "DB_POOL_SIZE": ("0", "expected a number of at least 1"),
     "SWEEP_SCHEDULE": ("*/15 * * * *", "expected an NCRONTAB schedule"),
     "RETENTION_SCHEDULE": ("daily", "expected an NCRONTAB schedule"),
     "RELAY_SCHEDULE": ("* * * * * * * *", "expected an NCRONTAB schedule"),

@@ -81,6 +81,7 @@ AZURE_DEFAULT_FITS = {
     "LOGIN_LOCKOUT_MINUTES": "15 minutes suits Azure too",
     "DB_CONNECT_TIMEOUT_SECONDS": "5 s to reach the Flexible Server in the same region",
     "DB_STATEMENT_TIMEOUT_SECONDS": "30 s: no request or function waits longer on a query",
+    "DB_POOL_SIZE": "10 per pool per process: a replica's two pools stay far under the server's",
     "STORAGE_TIMEOUT_SECONDS": "20 s per Blob Storage call, retried a bounded number of times",
     "WEBHOOKS_PER_USER": "25 endpoints per user suits Azure too",
     "WEBHOOK_MESSAGE_RETENTION_DAYS": "30 days of delivery log suits Azure too",

@@ -14,7 +14,6 @@ import copy
 import logging
 import re
 import secrets
-import sys
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -24,8 +23,9 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
+from web.runtime import postgres_connections
+
 DEMO_USERNAME = "demo"
-GIL_SWITCH_SECONDS = 0.001
 # How long an idle kept-alive connection stays open. uvicorn's 5 s default is shorter than the
 # idle time of the proxies and clients that reuse connections (Azure's front ends keep theirs for
 # minutes), and each close races a request sent on it: a reset for the client. An idle connection
@@ -112,12 +112,11 @@ class Command(BaseCommand):
                     f"password {demo[1]!r} (shown once; `magictoolbox changepassword demo`)"
                 )
             )
+        bound = postgres_connections(settings.MAGICTOOLBOX)
+        if bound is not None:
+            self.stdout.write(f"  PostgreSQL connections: at most {bound[0]} ({bound[1]})")
         self.stdout.write("  Press Ctrl-C to stop.")
         self.stdout.flush()
-        # A thread that wants the GIL waits up to this for the one holding it to let go: 1 ms,
-        # not Python's 5, so a quick request waits less behind background work (the projector,
-        # the Functions host, webhook fan-out) that holds it in stretches.
-        sys.setswitchinterval(GIL_SWITCH_SECONDS)
         # uvicorn re-raises the Ctrl-C once it has shut down; it is how a user stops us.
         with contextlib.suppress(KeyboardInterrupt):
             uvicorn.run(
