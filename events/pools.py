@@ -7,8 +7,9 @@ With a connection of its own each, the process's connections grew with its threa
 burst could take the server past ``max_connections`` ("too many clients") for everyone. Here
 each statement (or transaction) borrows a connection from psycopg_pool's ``ConnectionPool`` and
 gives it back: the process holds at most ``pool_size()`` per pool, opened as needed, and a
-thread that finds them all in use waits for one (at most ``pool_wait()``, then
-``psycopg_pool.PoolTimeout``, a ``psycopg.OperationalError``: ``unavailable``, a 503).
+thread that finds them all in use waits for one as long as it would to connect
+(``timeouts().connect``), then gets ``psycopg_pool.PoolTimeout``, a ``psycopg.OperationalError``:
+``unavailable``, a 503. A server that cannot be reached fails the same way, in that time.
 
 A pool is shared by everything in the process that connects with the same URL and options (the
 event store's; the read models', with their own options), and closed when the last of them
@@ -23,13 +24,14 @@ from typing import Any
 
 from psycopg_pool import ConnectionPool
 
+from events.connections import timeouts
+
 
 @dataclass(frozen=True)
 class PoolLimits:
-    """How many connections one pool may hold, and how long a thread waits for one."""
+    """How many connections one pool may hold."""
 
     size: int = 10
-    wait: float = 10.0
 
 
 _limits = PoolLimits()
@@ -63,7 +65,7 @@ def acquire(conninfo: str, **kwargs: Any) -> ConnectionPool:
                 kwargs={"autocommit": True, **kwargs},
                 min_size=1,
                 max_size=limits.size,
-                timeout=limits.wait,
+                timeout=timeouts().connect,
                 name=f"pool-{len(_pools)}",
                 open=True,
             )
@@ -83,9 +85,3 @@ def release(pool: ConnectionPool) -> None:
                 else:
                     _pools[key] = (known, users - 1)
                 return
-
-
-def connections() -> int:
-    """The connections this process's pools hold now, in use or idle."""
-    with _lock:
-        return sum(pool.get_stats().get("pool_size", 0) for pool, _ in _pools.values())

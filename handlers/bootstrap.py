@@ -207,9 +207,7 @@ def bootstrap(
     )
     # ...and borrows from a pool of at most DB_POOL_SIZE, waiting for one as long as it would
     # for a new connection.
-    set_pool_limits(
-        PoolLimits(size=settings.DB_POOL_SIZE, wait=settings.DB_CONNECT_TIMEOUT_SECONDS)
-    )
+    set_pool_limits(PoolLimits(size=settings.DB_POOL_SIZE))
     if store is None:
         store = open_store(settings.eventstore_url)
     if blobs is None:

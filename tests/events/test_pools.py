@@ -22,7 +22,7 @@ THREADS = 24
 @pytest.fixture
 def small_pools() -> Iterator[None]:
     before = pools.pool_limits()
-    pools.set_pool_limits(pools.PoolLimits(size=3, wait=10.0))
+    pools.set_pool_limits(pools.PoolLimits(size=3))
     yield
     pools.set_pool_limits(before)
 

@@ -194,6 +194,9 @@ def test_a_repeated_idempotent_submit_returns_the_first_and_stores_nothing(
 def test_one_submit_looks_its_tool_up_once_and_reads_its_stream_at_most_once(
     store: EventStore, registry: ToolRegistry, actions: ExecutionActions, monkeypatch
 ) -> None:
+    # A warm worker first: on a cold pool the run waits for a worker to start, and a run that
+    # long checks its stream for a cancellation (a read this test is not about).
+    actions.submit("t", "test-clock")
     reads: list[str] = []
     lookups: list[str] = []
     real_read, real_get = store.read_stream, registry.get
