@@ -71,12 +71,8 @@ class Database:
 
     @property
     def conn(self) -> Any:
-        """SQLite: the connection (autocommit outside ``transaction()``). PostgreSQL: the one the
-        running ``transaction()`` holds; outside one, each statement borrows (``_using``)."""
-        if self.dialect == "postgresql":
-            if self._conn is None:
-                raise RuntimeError("a PostgreSQL Database holds a connection only in transaction()")
-            return self._conn
+        """SQLite's connection (autocommit outside ``transaction()``); PostgreSQL statements
+        borrow one instead (``_using``)."""
         if self._conn is None:
             self._conn = self._connect_sqlite()
         return self._conn

@@ -4,7 +4,8 @@ user-webhook delivery worker and the audit anchorer.
 ``make run`` serves one ASGI process that also runs the projector, the Functions host (on for
 the local deployment) and webhook deliveries, so one command gives a working toolbox;
 ``magictoolbox functions`` runs the host on its own. In Azure mode the web process runs the
-projector, the outbox relay and webhook deliveries, and Event Grid pushes to the Functions; the
+projector and webhook deliveries, the outbox relay beside it in a process of its own
+(``web.sidecar``), and Event Grid pushes to the Functions; the
 Event Grid receiver ``wake``s the projector and the webhook worker. The ASGI wrapper starts them
 on the server's lifespan startup and stops them on shutdown; Django's own ASGI handler does not
 speak the lifespan protocol.
