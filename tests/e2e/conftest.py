@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.contained import Server
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -13,3 +16,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'app.sqlite3'}"
     return request.getfixturevalue("pg_store_url")
+
+
+@pytest.fixture
+def server(env: dict[str, str], tmp_path: Path) -> Iterator[Server]:
+    """``magictoolbox run`` with the module's ``env``, stopped after the test."""
+    running = Server(env, tmp_path / "server.log")
+    try:
+        yield running
+    finally:
+        running.stop()

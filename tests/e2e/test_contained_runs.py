@@ -12,7 +12,6 @@ import signal
 import statistics
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -44,15 +43,6 @@ SYNC_LIMIT = 10.0  # json-validate's time limit (a sync tool's default)
 @pytest.fixture
 def env(tmp_path: Path, database_url: str) -> dict[str, str]:
     return server_env(tmp_path, database_url)
-
-
-@pytest.fixture
-def server(env: dict[str, str], tmp_path: Path) -> Iterator[Server]:
-    running = Server(env, tmp_path / "server.log")
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def _p95(samples: list[float]) -> float:

@@ -13,7 +13,6 @@ import os
 import select
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,15 +36,6 @@ def env(tmp_path: Path, database_url: str) -> dict[str, str]:
     # No Functions host: an accepted upload is stored and waits, so the server's writes are the
     # upload's alone (a run would copy its input into the worker's scratch directory).
     return server_env(tmp_path, database_url, FUNCTIONS_IN_PROCESS="0")
-
-
-@pytest.fixture
-def server(env: dict[str, str], tmp_path: Path) -> Iterator[Server]:
-    running = Server(env, tmp_path / "server.log")
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture

@@ -70,15 +70,6 @@ def env(tmp_path: Path, database_url: str, topic_endpoint: str) -> dict[str, str
     )
 
 
-@pytest.fixture
-def server(env: dict[str, str], tmp_path: Path) -> Iterator[Server]:
-    running = Server(env, tmp_path / "server.log")
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
 def events_of(subscriber: Receiver, execution_id: str) -> list[dict]:
     return [e for e in subscriber.events() if e.get("subject", "").endswith(execution_id)]
 
