@@ -54,12 +54,13 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-# Two passes: the tests that time nothing and use no PostgreSQL two at a time (pytest-xdist, one
-# per core); then, alone on the machine, the PostgreSQL ones and those that measure another user's
-# wait while they attack the server (marks set in tests/conftest.py). Both run; either failing fails.
+# Two passes. First every test that times nothing, two at a time (pytest-xdist, one per core),
+# the PostgreSQL ones one after another on one of the two (an xdist group: they share a server);
+# then, alone on the machine, the ones marked ``timed``, which measure another user's wait while
+# they attack a real server (tests/conftest.py). Both run; either failing fails.
 test: $(VENV)/.installed $(AZURITE) $(CHROMIUM) pg lint
-	@$(BIN)/pytest -n 2 -m "not postgres and not timed"; untimed=$$?; \
-	$(BIN)/pytest -m "postgres or timed"; timed=$$?; \
+	@$(BIN)/pytest -n 2 --dist loadgroup -m "not timed"; untimed=$$?; \
+	$(BIN)/pytest -m timed; timed=$$?; \
 	echo "make test: first pass exit $$untimed, second pass exit $$timed"; \
 	[ $$untimed -eq 0 ] && [ $$timed -eq 0 ]
 

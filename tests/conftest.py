@@ -89,16 +89,13 @@ def tool_pool() -> Iterator[WorkerPool]:
 
 
 PG_FIXTURES = frozenset({"pg_schema", "pg_store_url"})
-# What measures another user's wait while it attacks a real server, or times the benchmarks.
-TIMED = (
-    "tests/e2e/",
-    "tests/bench/",
-    "tests/web/api/test_api_schemathesis.py::test_schemathesis_checks",
-)
 
 
 def uses_postgres(item: pytest.Item) -> bool:
-    """Whether a test talks to the PostgreSQL server (a fixture or parameter says so)."""
+    """Whether a test talks to the PostgreSQL server: a fixture, a parameter or its name says
+    so, or it is marked ``postgres`` (a test that calls ``require_postgres()`` itself)."""
+    if item.get_closest_marker("postgres") is not None:
+        return True
     callspec = getattr(item, "callspec", None)
     if callspec is not None and "postgres" in map(str, callspec.params.values()):
         return True
@@ -107,14 +104,15 @@ def uses_postgres(item: pytest.Item) -> bool:
     )
 
 
-@pytest.hookimpl(tryfirst=True)  # before ``-m`` selects on these marks
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Marks ``postgres`` and ``timed`` tests, for ``make test``'s two passes: the rest run two
-    at a time (pytest-xdist), then these alone. The timed ones measure; the PostgreSQL ones
-    share one server, whose feed reads stop at the oldest transaction open anywhere on it
-    (events/sql/read-feed.sql): a test's events can be held out of its own reads by another's."""
+    """Puts the PostgreSQL tests in one xdist group, for ``make test``'s first pass
+    (``--dist loadgroup``): they run one at a time, on one worker, beside the other worker's
+    tests. They share one server, whose feed reads stop at the oldest transaction open
+    anywhere on it (events/sql/read-feed.sql): a test's events could be held out of its own
+    reads by another's. The tests marked ``timed`` (they measure another user's wait while they
+    attack a real server) run alone, in the second pass."""
     for item in items:
-        if item.nodeid.startswith(TIMED):
-            item.add_marker(pytest.mark.timed)
         if uses_postgres(item):
             item.add_marker(pytest.mark.postgres)
+            item.add_marker(pytest.mark.xdist_group("postgres"))

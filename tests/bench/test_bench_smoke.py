@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib.util
 
+import pytest
+
 from tests.bench import (
     contained_bench,
     contained_report,
@@ -53,6 +55,7 @@ def test_quick_bench_on_sqlite() -> None:
     _assert_figures(run_sqlite(QUICK), with_library=False)
 
 
+@pytest.mark.postgres  # require_postgres(), not a fixture
 def test_quick_bench_on_postgres() -> None:
     url = require_postgres()
     # eventsourcing comes with the bench extra (make bench), not with make test's dev extra.
@@ -60,6 +63,7 @@ def test_quick_bench_on_postgres() -> None:
     _assert_figures(run_postgres(url, QUICK), with_library=installed)
 
 
+@pytest.mark.postgres  # require_postgres(), not a fixture
 def test_quick_pipeline_bench() -> None:
     plan = pipeline_bench.QUICK_PLAN
     figures = pipeline_bench.measure_pipeline(require_postgres(), plan)
@@ -75,6 +79,7 @@ def test_quick_pipeline_bench() -> None:
     pipeline_report.render(figures, plan)
 
 
+@pytest.mark.postgres  # require_postgres(), not a fixture
 def test_tiny_eventgrid_bench() -> None:
     plan = eventgrid_bench.EventGridPlan(executions=100, latency_runs=2, warmup=1)
     figures = eventgrid_bench.measure_eventgrid(require_postgres(), plan, lambda step: None)
@@ -85,12 +90,14 @@ def test_tiny_eventgrid_bench() -> None:
     assert "outbox relay" in eventgrid_bench.render(figures, plan)
 
 
+@pytest.mark.postgres  # require_postgres(), not a fixture
 def test_tiny_webhook_bench() -> None:
     plan = webhook_bench.WebhookPlan(events=40, endpoints=3)
     figures = webhook_bench.measure_webhooks(require_postgres(), plan, lambda step: None)
     assert figures.expected == 120
-    assert figures.delivered == figures.expected  # none lost
-    assert figures.requests == figures.delivered  # none twice
+    assert figures.delivered == figures.expected  # none lost (some after a retry, on a busy day)
+    # none twice, but an attempt that failed after the receiver had it (its timeout) comes again
+    assert figures.delivered <= figures.requests <= figures.delivered + figures.retried
     assert "deliveries/s" in webhook_bench.render(figures)
 
 
@@ -110,6 +117,7 @@ def test_quick_contained_bench() -> None:
         assert row in table, table
 
 
+@pytest.mark.postgres  # require_postgres(), not a fixture
 def test_a_tiny_long_poll_run_gives_every_figure() -> None:
     from tests.bench.longpoll_bench import (
         LongPollPlan,

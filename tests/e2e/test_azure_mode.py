@@ -29,7 +29,7 @@ from tests.e2e.azure_mode import RECEIVER_KEY, TOPIC_KEY, AzureMode, azure_mode
 from tests.services.webhooks.endpoint import Endpoint, Received
 from tests.web.support import run_cli
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.postgres]
 
 
 @pytest.fixture(scope="module")

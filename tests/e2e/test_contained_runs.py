@@ -62,6 +62,7 @@ def _timed_get(url: str, token: str, path: str, count: int, pause: float = 0.01)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the runner's limits
+@pytest.mark.timed
 def test_catastrophic_regexes_end_at_their_time_limit_and_others_stay_quick(
     server: Server, env: dict[str, str]
 ) -> None:
@@ -243,6 +244,7 @@ def test_a_full_queue_answers_503_with_retry_after_and_records_nothing(
         server.stop()
 
 
+@pytest.mark.timed
 def test_a_tool_worker_killed_mid_run_costs_one_retry_and_nobody_else_notices(
     server: Server, env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -274,6 +276,7 @@ def test_a_tool_worker_killed_mid_run_costs_one_retry_and_nobody_else_notices(
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the runner's fairness
+@pytest.mark.timed
 def test_one_users_burst_does_not_hold_back_another_users_run(
     server: Server, env: dict[str, str]
 ) -> None:

@@ -21,7 +21,7 @@ from tests.e2e.edge import Bystander
 from tests.events.tampering import delete_last_event, delete_stream, rewrite_and_rechain
 from tests.web.support import run_cli
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.timed]
 
 MALLORY = '{"attempt":1,"deadline":"2030-01-01T00:00:00Z","worker_id":"mallory"}'
 

@@ -119,6 +119,7 @@ def declare(url_port: int, path: str, length: int, headers: str = "") -> tuple[i
     return _status(head), took
 
 
+@pytest.mark.timed
 def test_an_anonymous_chunked_flood_to_the_event_grid_receiver_is_cut_off_at_its_limit(
     server: Server, bystander: Bystander
 ) -> None:
@@ -137,6 +138,7 @@ def test_an_anonymous_chunked_flood_to_the_event_grid_receiver_is_cut_off_at_its
     bystander.check()
 
 
+@pytest.mark.timed
 def test_a_declared_oversize_body_is_refused_before_it_is_read(
     server: Server, bystander: Bystander
 ) -> None:
@@ -158,6 +160,7 @@ def test_a_declared_oversize_body_is_refused_before_it_is_read(
     bystander.check()
 
 
+@pytest.mark.timed
 def test_an_anonymous_upload_is_refused_before_its_body_is_read(
     server: Server, bystander: Bystander
 ) -> None:

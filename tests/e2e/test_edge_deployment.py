@@ -23,7 +23,7 @@ from services.eventgrid import protocol
 from tests.e2e.contained import Server, create_users, server_env
 from tests.e2e.edge import Bystander
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.timed]
 
 EVENTS = "/eventgrid/events"
 BATCH = "application/cloudevents-batch+json"

@@ -30,7 +30,7 @@ from tests.e2e.contained import Server, client, create_users, png, server_env, w
 from tests.e2e.edge import PACE, Bystander, paced, repeat
 from tests.web.support import run_cli
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.timed]
 
 REDIS = "redis://127.0.0.1:6379"
 CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')

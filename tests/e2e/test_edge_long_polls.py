@@ -23,7 +23,7 @@ import pytest
 from tests.e2e.contained import Server, client, create_users, server_env
 from tests.e2e.edge import Bystander
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.timed]
 
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 WAITERS = 55

@@ -23,7 +23,7 @@ from tests.e2e.edge import NOTICED, Bystander, repeat
 from tests.services.eventgrid.receiver import Receiver
 from tests.web.support import cli_env, run_cli
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.timed]
 
 ATTACK_TEXT = "é" * 340_000  # 680,000 bytes as UTF-8; 2,040,000 as the SDK escapes it
 ARRIVAL_LIMIT = 10.0  # seconds for B's run to reach the subscriber ("a few", on a busy machine)

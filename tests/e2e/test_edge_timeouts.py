@@ -39,7 +39,7 @@ from services.blobs.azure import AZURITE_ACCOUNT, azurite_connection_string
 from tests.e2e.contained import Server, client, create_users, server_env
 from tests.e2e.edge import RATIO, Bystander, p95
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.timed]
 
 STATUS_TABLE = "proj_execution_status"
 OPEN = {"API_THROTTLE_ANON": "100000/min"}  # the anonymous reader must never be throttled

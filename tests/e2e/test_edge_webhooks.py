@@ -37,6 +37,7 @@ def serve(env: dict[str, str], tmp_path: Path) -> Iterator[Server]:
 
 # A count (the sweep, whose SQL differs, runs on both backends).
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.timed
 def test_a_user_scripting_endpoints_stops_at_the_cap_and_nobody_notices(
     tmp_path: Path, database_url: str
 ) -> None:

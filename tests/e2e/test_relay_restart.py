@@ -18,7 +18,7 @@ from tests.e2e.azure_mode import TOPIC_KEY, postgres_schema, running_emulator, s
 from tests.services.eventgrid.receiver import Receiver
 from tests.web.support import cli_command, cli_env, run_cli
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.timeout(180), pytest.mark.postgres]
 
 EXECUTIONS = 1500
 BIG = "x" * 6000  # ~6 KB an event: about 9 MB in all, so the relay needs many 1 MB batches

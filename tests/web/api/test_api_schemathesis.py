@@ -43,6 +43,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, s
         server.stop()
 
 
+@pytest.mark.timed
 def test_schemathesis_checks_all_with_stateful_links(
     live: tuple[str, str, str], tmp_path: Path
 ) -> None:
