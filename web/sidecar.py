@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +35,14 @@ STEADY = 60.0  # a child that ran this long before exiting restarts at the first
 def management_command(*args: str) -> list[str]:
     """``magictoolbox <args>`` with this interpreter (the console script may not be on PATH)."""
     return [sys.executable, "-m", "web.manage", *args]
+
+
+def dying_with_this_process(argv: list[str], nice: int = 0) -> list[str]:
+    """``argv`` as a command line that runs at ``nice`` and dies with this process (or rather
+    with the thread that starts it, as ``PR_SET_PDEATHSIG`` goes): ``python -m web.sidecar
+    PARENT NICE ARGV...`` calls ``become_sidecar``, then execs ARGV."""
+    program = argv[0] if os.sep in argv[0] else (shutil.which(argv[0]) or argv[0])
+    return [sys.executable, "-m", "web.sidecar", str(os.getpid()), str(nice), program, *argv[1:]]
 
 
 def become_sidecar(parent: int, nice: int) -> None:
@@ -76,10 +85,10 @@ class Sidecar:
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         self.starts += 1
-        # ``python -m web.sidecar PARENT NICE ARGV...``: become_sidecar(), then exec ARGV. Its
-        # stdout and stderr are the web's: the child's log lines land in the web's log.
-        wrapper = [sys.executable, "-m", "web.sidecar", str(os.getpid()), str(self.nice)]
-        return subprocess.Popen([*wrapper, *self.argv], stdin=subprocess.DEVNULL)
+        # Its stdout and stderr are the web's: the child's log lines land in the web's log.
+        return subprocess.Popen(
+            dying_with_this_process(self.argv, self.nice), stdin=subprocess.DEVNULL
+        )
 
     def _supervise(self, stop: threading.Event) -> None:
         backoff = FIRST_BACKOFF

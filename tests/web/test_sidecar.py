@@ -88,3 +88,32 @@ def test_a_sidecar_dies_with_a_web_killed_without_a_word(tmp_path: Path) -> None
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)
     assert eventually(lambda: not alive(child), timeout=10), "the sidecar outlived the web"
+
+
+def test_run_azures_children_die_with_it_when_it_is_killed_without_a_word() -> None:
+    # ``magictoolbox run-azure`` starts the web, the Functions host and the emulator as
+    # ``Child``ren in sessions of their own (its Ctrl-C is passed on in order). A caller that
+    # gave up on its shutdown and SIGKILLed it left all three running (seen after the
+    # benchmarks' smoke run); now the kernel ends them with it.
+    orchestrator = textwrap.dedent(
+        """
+        import os, sys, time
+        from web.core.children import Child
+        child = Child("sleeper", sys.argv[1:], dict(os.environ), sys.stdout)
+        print(child.process.pid, flush=True)
+        time.sleep(120)
+        """
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", orchestrator, *CHILD], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdout is not None
+        lines = {parent.stdout.readline().strip(), parent.stdout.readline().strip()}
+        lines.discard("sleeper | ready")
+        child = int(lines.pop())
+        assert alive(child)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+    assert eventually(lambda: not alive(child), timeout=10), "run-azure's child outlived it"

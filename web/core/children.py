@@ -20,6 +20,8 @@ from typing import IO, Any
 
 import orjson
 
+from web.sidecar import dying_with_this_process
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -31,7 +33,9 @@ class Child:
     def __init__(self, name: str, command: list[str], env: dict[str, str], out: IO[str]) -> None:
         self.name = name
         self.process = subprocess.Popen(
-            command,
+            # Dies with this process too: one killed before it could stop its children (a
+            # caller's timeout, the OOM killer) leaves no web, relay or emulator running alone.
+            dying_with_this_process(command),
             cwd=PROJECT_ROOT,
             env=env,
             stdout=subprocess.PIPE,
