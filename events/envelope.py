@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -188,14 +190,66 @@ def chain(previous_hash: bytes, digest: bytes) -> bytes:
     return hashlib.sha256(previous_hash + digest).digest()
 
 
+# Every follower of the feed in a process (each projection, the Functions host, the webhook
+# fan-out, the service loading a stream to decide) decodes the same event within milliseconds.
+# For a large payload (a long text to hash) those decodings were most of the process's work for
+# it, so a large payload is decoded once, by the first reader (the others wait for it), and the
+# few latest are kept by event id. Each reader gets its own containers (the strings, immutable,
+# are shared), so a reader that changes what it got changes nobody else's.
+SHARED_DECODE_FROM = 64 * 1024  # characters of JSON
+SHARED_DECODE_KEPT = 8
+_shared_decoded: OrderedDict[UUID, Any] = OrderedDict()
+_shared_lock = threading.Lock()
+
+
+def _fresh(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _fresh(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_fresh(item) for item in value]
+    return value
+
+
+_shared_texts: OrderedDict[UUID, str] = OrderedDict()
+_texts_lock = threading.Lock()
+
+
+def shared_data_text(event_id: UUID, fetch: Callable[[], str]) -> str:
+    """A large payload's JSON text, fetched (``fetch()``) by the first of a process's readers
+    and kept for the others: the stores read a large payload's column only through here, so
+    six followers reading one 680 KB event make one Python string of it, not six."""
+    with _texts_lock:
+        text = _shared_texts.get(event_id)
+        if text is None:
+            text = _shared_texts[event_id] = fetch()
+            while len(_shared_texts) > SHARED_DECODE_KEPT:
+                _shared_texts.popitem(last=False)
+        else:
+            _shared_texts.move_to_end(event_id)
+    return text
+
+
+def _shared_loads(event_id: UUID, text: str) -> Any:
+    with _shared_lock:
+        decoded = _shared_decoded.get(event_id)
+        if decoded is None:
+            decoded = _shared_decoded[event_id] = orjson.loads(text)
+            while len(_shared_decoded) > SHARED_DECODE_KEPT:
+                _shared_decoded.popitem(last=False)
+        else:
+            _shared_decoded.move_to_end(event_id)
+    return _fresh(decoded)
+
+
 class RecordedEvent(NamedTuple):
     """An event as the store keeps it, with its stream version and global position.
 
     A named tuple rather than a dataclass: readers build hundreds of thousands of these a second
     when a projection catches up, and a tuple is the cheapest immutable record Python has. For the
     same reason data and metadata stay the stored JSON text until asked for: ``data`` and
-    ``metadata`` decode it on each access (keep the result if you need it twice), ``payload()``
-    decodes and validates it into the current model.
+    ``metadata`` decode it on each access (keep the result if you need it twice; a large payload
+    is decoded once per process, see ``SHARED_DECODE_FROM``), ``payload()`` decodes and
+    validates it into the current model.
     """
 
     position: int
@@ -213,7 +267,9 @@ class RecordedEvent(NamedTuple):
 
     @property
     def data(self) -> dict[str, Any]:
-        return orjson.loads(self.data_json)
+        if len(self.data_json) < SHARED_DECODE_FROM:
+            return orjson.loads(self.data_json)
+        return _shared_loads(self.id, self.data_json)
 
     @property
     def metadata(self) -> dict[str, str]:

@@ -29,7 +29,15 @@ from events.appending import (
 from events.audit import verify_rows
 from events.catalog import Catalog, catalog as execution_catalog
 from events.connections import split_url, timeouts
-from events.envelope import GENESIS_HASH, NewEvent, RecordedEvent, chain, recorded_event
+from events.envelope import (
+    GENESIS_HASH,
+    SHARED_DECODE_FROM,
+    NewEvent,
+    RecordedEvent,
+    chain,
+    recorded_event,
+    shared_data_text,
+)
 from events.errors import EventStoreError, WrongExpectedVersion
 from events.notifying import Notifications
 from events.store import ANY, NO_STREAM, AppendResult, FeedStatus, VerifyReport
@@ -49,6 +57,13 @@ COLUMNS = (
     "position, stream, version, event_id, type, schema_version, time, data::text, source, "
     "subject, metadata::text, hash"
 )
+# What readers select: a large payload is left out (NULL) and read once per process, through
+# ``shared_data_text``, however many of the process's followers read its event.
+READ_COLUMNS = COLUMNS.replace(
+    "data::text,",
+    f"CASE WHEN octet_length(data::text) < {SHARED_DECODE_FROM} THEN data::text END,",
+    1,
+)
 # Rows with an older transaction than every running one are final: nothing can commit before them
 # (the same condition as in sql/read-feed.sql, which explains why it suffices).
 HORIZON = "tx < (SELECT pg_snapshot_xmin(pg_current_snapshot()))"
@@ -56,6 +71,23 @@ HORIZON = "tx < (SELECT pg_snapshot_xmin(pg_current_snapshot()))"
 
 def _event_row(cursor: psycopg.Cursor) -> object:
     return recorded_event
+
+
+def _with_shared_data(conn: psycopg.Connection, events: list[RecordedEvent]) -> list[RecordedEvent]:
+    """The events, each large payload left out by ``READ_COLUMNS`` read once per process."""
+    if all(event.data_json is not None for event in events):
+        return events
+
+    def fetch(event_id: UUID) -> str:
+        row = conn.execute("SELECT data::text FROM events WHERE event_id = %s", (event_id,))
+        return row.fetchone()[0]  # type: ignore[index]
+
+    return [
+        event
+        if event.data_json is not None
+        else event._replace(data_json=shared_data_text(event.id, lambda e=event: fetch(e.id)))
+        for event in events
+    ]
 
 
 def _insert(
@@ -251,11 +283,11 @@ class PostgresEventStore:
         with self._connection() as conn:
             cur = conn.cursor(binary=True, row_factory=_event_row)
             cur.execute(
-                f"SELECT {COLUMNS} FROM events WHERE stream = %s AND version >= %s "
+                f"SELECT {READ_COLUMNS} FROM events WHERE stream = %s AND version >= %s "
                 "ORDER BY version",
                 (stream, from_version),
             )
-            events = cur.fetchall()
+            events = _with_shared_data(conn, cur.fetchall())
         self._heads.saw(stream, events)
         return events
 
@@ -275,9 +307,10 @@ class PostgresEventStore:
                     "limit": limit,
                     "types": list(types) if types else None,
                     "prefix": stream_prefix or None,
+                    "shared_from": SHARED_DECODE_FROM,
                 },
             )
-            return cur.fetchall()
+            return _with_shared_data(conn, cur.fetchall())
 
     def head_position(self) -> int:
         with self._connection() as conn:

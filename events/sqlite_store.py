@@ -25,7 +25,15 @@ from events.appending import (
 from events.audit import verify_rows
 from events.catalog import Catalog, catalog as execution_catalog
 from events.connections import sqlite_path, timeouts, writer_lock
-from events.envelope import GENESIS_HASH, NewEvent, RecordedEvent, chain, recorded_event
+from events.envelope import (
+    GENESIS_HASH,
+    SHARED_DECODE_FROM,
+    NewEvent,
+    RecordedEvent,
+    chain,
+    recorded_event,
+    shared_data_text,
+)
 from events.errors import WrongExpectedVersion
 from events.store import ANY, NO_STREAM, AppendResult, FeedStatus, VerifyReport
 
@@ -63,10 +71,28 @@ COLUMNS = (
 SYNCHRONOUS = "FULL"
 
 
+# What readers select: a large payload is left out (NULL) and read once per process, through
+# ``shared_data_text``, however many of the process's followers read its event.
+READ_COLUMNS = COLUMNS.replace(
+    " data,", f" CASE WHEN length(data) < {SHARED_DECODE_FROM} THEN data END,", 1
+)
+
+
 def _row_to_event(row: tuple) -> RecordedEvent:
     return recorded_event(
         (*row[:3], UUID(bytes=row[3]), *row[4:6], datetime.fromisoformat(row[6]), *row[7:])
     )
+
+
+def _read_row_to_event(conn: sqlite3.Connection, row: tuple) -> RecordedEvent:
+    if row[7] is not None:
+        return _row_to_event(row)
+    event_id = UUID(bytes=row[3])
+    data = shared_data_text(
+        event_id,
+        lambda: conn.execute("SELECT data FROM events WHERE event_id = ?", (row[3],)).fetchone()[0],
+    )
+    return _row_to_event((*row[:7], data, *row[8:]))
 
 
 class SQLiteEventStore:
@@ -241,11 +267,12 @@ class SQLiteEventStore:
     # -- reading -----------------------------------------------------------------------------
 
     def read_stream(self, stream: str, from_version: int = 0) -> list[RecordedEvent]:
-        rows = self._conn().execute(
-            f"SELECT {COLUMNS} FROM events WHERE stream = ? AND version >= ? ORDER BY version",
+        conn = self._conn()
+        rows = conn.execute(
+            f"SELECT {READ_COLUMNS} FROM events WHERE stream = ? AND version >= ? ORDER BY version",
             (stream, from_version),
-        )
-        events = [_row_to_event(r) for r in rows]
+        ).fetchall()
+        events = [_read_row_to_event(conn, r) for r in rows]
         self._heads.saw(stream, events)
         return events
 
@@ -265,11 +292,13 @@ class SQLiteEventStore:
             where.append("substr(stream, 1, ?) = ?")
             params.extend([len(stream_prefix), stream_prefix])
         params.append(limit)
-        rows = self._conn().execute(
-            f"SELECT {COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY position LIMIT ?",
+        conn = self._conn()
+        rows = conn.execute(
+            f"SELECT {READ_COLUMNS} FROM events WHERE {' AND '.join(where)} "
+            "ORDER BY position LIMIT ?",
             params,
-        )
-        return [_row_to_event(r) for r in rows]
+        ).fetchall()
+        return [_read_row_to_event(conn, r) for r in rows]
 
     def head_position(self) -> int:
         row = self._conn().execute("SELECT max(position) FROM events").fetchone()

@@ -9,7 +9,8 @@
 -- the planner may instead collect every later row and sort it, which makes a catch-up read
 -- quadratic; the store's connections therefore run with enable_sort and enable_bitmapscan off
 -- (none of its queries needs either).
-SELECT position, stream, version, event_id, type, schema_version, time, data::text, source,
+SELECT position, stream, version, event_id, type, schema_version, time,
+       CASE WHEN octet_length(data::text) < %(shared_from)s THEN data::text END, source,
        subject, metadata::text, hash
 FROM events
 WHERE position > %(after)s

@@ -329,3 +329,50 @@ def test_a_second_store_object_sees_and_respects_the_first_ones_appends(
         assert other.verify(stream).ok
     finally:
         other.close()
+
+
+def test_a_large_payload_reads_back_exactly_and_is_decoded_once_for_all_readers(
+    store: EventStore,
+) -> None:
+    # A 680 KB text to hash: every follower of the feed in a process reads this event, so the
+    # stores read a large payload's column once per process and share the string.
+    eid = uuid.uuid4()
+    text = "é" * 340_000 + "😀 漢字"
+    big = new_event(
+        Submitted(
+            execution_id=eid,
+            tool="hash-text",
+            category="encoders",
+            tool_version="1",
+            mode="sync",
+            params={"text": text},
+            owner="7",
+        )
+    )
+    small = new_event(Progress(percent=1, message="small"))
+    stream = f"execution-{eid}"
+    store.append(stream, [big, small], expected_version=NO_STREAM)
+
+    readers: list[list] = []
+
+    def read() -> None:
+        readers.append(store.read_all(0, limit=10) + store.read_stream(stream))
+
+    threads = [threading.Thread(target=read) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(readers) == 6
+    for events in readers:
+        feed, own = events[:2], events[2:]
+        for first, second in (feed, own):
+            assert first.data_json == big.data_json  # the exact stored text: the hash holds
+            assert first.data["params"]["text"] == text
+            assert second.data_json == small.data_json
+    texts = {id(events[0].data_json) for events in readers}
+    assert len(texts) == 1  # one string for all six readers
+    mine, theirs = readers[0][0].data, readers[1][0].data
+    mine["params"]["text"] = "changed"  # a reader's own copy: nobody else's changes
+    assert theirs["params"]["text"] == text and readers[2][0].data["params"]["text"] == text
+    assert store.verify(stream).ok
