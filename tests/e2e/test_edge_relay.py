@@ -1,11 +1,13 @@
 """One user's oversized event does not stall the relay for everyone, through the real server.
 
 ``magictoolbox run`` with ``EVENTGRID_TOPIC_ENDPOINT`` at ``magictoolbox eventgrid-emulator`` runs
-the outbox relay in process. User A submits ``hash-text`` with 340,000 times "é": 680 KB as UTF-8,
-under the API's and the store's limits, but 2 MB as the azure-eventgrid SDK sends it (``\\u00e9``),
-twice Event Grid's 1 MB. Before, every publish was a 413, retried forever, and no later event of
-anyone reached the topic. Now A's event is a dead letter (``relay status`` shows it) and user B's
-runs reach the emulator's subscriber within seconds, while a bystander's reads stay quick.
+the outbox relay beside the web. User A submits ``hash-text`` with 340,000 times "é": 680 KB as
+UTF-8, under the API's and the store's limits, but 2 MB as the azure-eventgrid SDK sends it
+(``\\u00e9``), twice Event Grid's 1 MB; again, at a script's pace, for five seconds, while a
+bystander reads. Before, every publish was a 413, retried forever, and no later event of anyone
+reached the topic. Now each of A's events is a dead letter (``relay status`` shows them), the
+bystander's reads stay quick, and user B's runs, behind all of A's in the feed, reach the
+emulator's subscriber within seconds.
 """
 
 from __future__ import annotations
@@ -27,10 +29,9 @@ pytestmark = [pytest.mark.timeout(300), pytest.mark.timed]
 
 ATTACK_TEXT = "é" * 340_000  # 680,000 bytes as UTF-8; 2,040,000 as the SDK escapes it
 ARRIVAL_LIMIT = 10.0  # seconds for B's run to reach the subscriber ("a few", on a busy machine)
-# Between rounds, as people submit. Back-to-back sync submits, each relayed to the topic in this
-# same process, slow a bystander on this 2-core machine whatever their size (measured: without
-# the relay the same rounds at 0.25 s cost the bystander x1.6, with it x4-5), which is the submit
-# limit's business; this test asks what the oversized event does to the relay.
+# Between the attacker's submits: the default submit limit's pace (API_THROTTLE_SUBMIT, 120/min;
+# the test server's is higher), so no flood: this test asks what the oversized event does to
+# the relay and to the others.
 PACE = 0.5
 
 
@@ -102,7 +103,7 @@ def test_an_event_too_large_for_event_grid_is_a_dead_letter_and_others_still_go_
 
     attacks: list[str] = []
 
-    def attack_then_another_user() -> tuple[str, float]:
+    def attack() -> None:
         with client(server.url, tokens["attacker"]) as api:
             made = api.post(
                 "/api/v1/executions/",
@@ -111,18 +112,21 @@ def test_an_event_too_large_for_event_grid_is_a_dead_letter_and_others_still_go_
             )
             assert made.status_code in (201, 202), made.text
             attacks.append(made.json()["id"])
+
+    def another_users_run() -> tuple[str, float]:
         with client(server.url, tokens["other"]) as api:
             mine = api.post(
                 "/api/v1/executions/", json={"tool": "hash-text", "params": {"text": "hello"}}
             )
             assert mine.status_code in (201, 202), mine.text
             execution_id = mine.json()["id"]
-        arrived = wait_published(subscriber, execution_id, ARRIVAL_LIMIT)
-        time.sleep(PACE)
-        return execution_id, arrived
+        return execution_id, wait_published(subscriber, execution_id, ARRIVAL_LIMIT)
 
     with bystander.watching():
-        others = repeat(attack_then_another_user, seconds=5.0)
+        repeat(attack, seconds=5.0, pause=PACE)
+    # Every oversized event is now in the feed ahead of the other user's: before, the relay
+    # stopped at the first of them, and these never reached the topic.
+    others = [another_users_run() for _ in range(3)]
 
     took = [seconds for _, seconds in others]
     print(
@@ -146,8 +150,9 @@ def test_an_event_too_large_for_event_grid_is_a_dead_letter_and_others_still_go_
     except AssertionError as exc:
         if NOTICED not in str(exc):
             raise  # a failed or missing read is a failure, known ratio or not
-        # Known, and why issue 16 is still open: each round's events are published by the relay
-        # in the web's own process (azure-eventgrid's pipeline, and the escaped JSON that sizes
-        # them), which on this 2-core machine costs the bystander x2-3 at this pace. What this
-        # test is about held above: the oversized event is a dead letter and the others go out.
-        pytest.xfail(f"the relay's publishing is felt by another user: {exc}")
+        # Known, and why issue 16 is still open: at the submit limit's pace (120/min, the
+        # default) each 680 KB submit costs the web ~35 ms of CPU (parse, validate, hash, store,
+        # the worker's pipe, six followers); on this 2-core machine that is x1.7-2.6 at p95
+        # for a 2 ms read. What this test is about held above: each oversized event is a dead
+        # letter and the others go out.
+        pytest.xfail(f"the oversized submits are felt by another user: {exc}")
