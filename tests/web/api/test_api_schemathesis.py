@@ -1,7 +1,8 @@
 """The API against its own OpenAPI schema, as the issue ran it: ``schemathesis run --checks all``
 against the real server (``magictoolbox run``: uvicorn, the ASGI edge, Django), its phases
 (coverage, fuzzing, and stateful runs that follow the schema's links from a submit to the
-execution's status, events, actions and deletion), on generated requests valid and not.
+execution's status, events, actions and deletion), on generated requests valid and not, as one
+user at the default per-user rate (1200/min), while another user's reads are measured.
 
 A schema-valid request is accepted, but for what no schema can express: the one change to
 ``--checks all`` is ``positive_data_acceptance`` replaced by ``schema_valid_is_accepted``
@@ -21,13 +22,18 @@ import httpx
 import jsonschema_rs
 import pytest
 
+from handlers.settings import Settings
 from tests.e2e.contained import Server, create_users, server_env
-from tests.e2e.edge import NOTICED, Bystander
+from tests.e2e.edge import Bystander
 from tests.web.support import ROOT, cli_env
 
 pytestmark = pytest.mark.timeout(600)
 
 EXAMPLES = 20  # per operation, phase and mode
+# The fuzzer is one user at the most a user may send by default (the test server's own limit
+# is far higher, so no generated request meets a 429): a user past that gets 429s, and what a
+# flood does to the others is the rate limits' tests' business.
+USER_RATE = Settings.model_fields["API_THROTTLE_USER"].default  # "1200/min"
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +82,8 @@ def test_schemathesis_checks_all_with_stateful_links(
         "35",
         "--workers",
         "2",
+        "--rate-limit",
+        USER_RATE.replace("/min", "/m"),
         "--no-color",
     ]
     env = cli_env(SCHEMATHESIS_HOOKS="tests.web.api.schemathesis_hooks", PYTHONPATH=str(ROOT))
@@ -90,16 +98,7 @@ def test_schemathesis_checks_all_with_stateful_links(
     print(ran.stdout[-4000:])
     assert "Stateful" in ran.stdout, ran.stdout[-3000:] + ran.stderr[-3000:]
     assert ran.returncode == 0, ran.stdout[-15000:] + ran.stderr[-3000:]
-    try:
-        bystander.check()
-    except AssertionError as exc:
-        if NOTICED not in str(exc):
-            raise  # a failed or missing read is a failure, known ratio or not
-        # Known, and one reason issue 16 is still open: a minute of schemathesis (two workers,
-        # every operation, stateful links) on this 2-core machine cost the bystander x1.5-2.0
-        # at p95 in the last stop's runs and x2.1-3.0 in this one's (idle 2.5-4 ms, 5.8-9.6
-        # under it), the fuzzer's own process at nice 10 beside the server.
-        pytest.xfail(f"the fuzzing is felt by another user: {exc}")
+    bystander.check()
 
 
 def test_what_the_issue_found_is_in_the_schema(live: tuple[str, str, str]) -> None:
