@@ -191,54 +191,64 @@ def chain(previous_hash: bytes, digest: bytes) -> bytes:
 
 
 # Every follower of the feed in a process (each projection, the Functions host, the webhook
-# fan-out, the service loading a stream to decide) decodes the same event within milliseconds.
-# For a large payload (a long text to hash) those decodings were most of the process's work for
-# it, so a large payload is decoded once, by the first reader (the others wait for it), and the
-# few latest are kept by event id. Each reader gets its own containers (the strings, immutable,
-# are shared), so a reader that changes what it got changes nobody else's.
-SHARED_DECODE_FROM = 64 * 1024  # characters of JSON
+# fan-out, the anchorer, the service loading a stream to decide) reads the same event within
+# milliseconds. For a large payload (a long text to hash) making a Python string of its column
+# and decoding it, once per follower, was most of the process's work for it. So the stores leave
+# a large payload out of their reads and fill it in through ``with_large_payloads``: the first
+# reader fetches it, the others wait for it and share the string; ``RecordedEvent.data`` decodes
+# it once in the same way. The few latest are kept, by event id.
+SHARED_DECODE_FROM = 64 * 1024  # characters (SQLite) or bytes (PostgreSQL) of JSON
 SHARED_DECODE_KEPT = 8
-_shared_decoded: OrderedDict[UUID, Any] = OrderedDict()
-_shared_lock = threading.Lock()
+
+
+class _Latest:
+    """The few latest values made for an event id: ``get(event_id, make)`` makes one (holding
+    the lock, so readers of the same event wait for the first instead of making their own)."""
+
+    def __init__(self, kept: int = SHARED_DECODE_KEPT) -> None:
+        self.kept = kept
+        self._values: OrderedDict[UUID, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, event_id: UUID, make: Callable[[], Any]) -> Any:
+        with self._lock:
+            value = self._values.get(event_id)
+            if value is None:
+                value = self._values[event_id] = make()
+                while len(self._values) > self.kept:
+                    self._values.popitem(last=False)
+            else:
+                self._values.move_to_end(event_id)
+        return value
+
+
+_texts = _Latest()
+_decoded = _Latest()
+
+
+def with_large_payloads(
+    events: list[RecordedEvent], fetch: Callable[[UUID], str]
+) -> list[RecordedEvent]:
+    """``events`` as a store read them, a large payload left out (``data_json`` None) filled in:
+    ``fetch(event_id)`` reads its column, once per process however many readers need it."""
+    if all(event.data_json is not None for event in events):
+        return events
+    return [
+        event
+        if event.data_json is not None
+        else event._replace(data_json=_texts.get(event.id, lambda e=event: fetch(e.id)))
+        for event in events
+    ]
 
 
 def _fresh(value: Any) -> Any:
+    """A copy of decoded JSON's containers (its strings, immutable, are shared): a reader that
+    changes what it got changes nobody else's."""
     if isinstance(value, dict):
         return {key: _fresh(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_fresh(item) for item in value]
     return value
-
-
-_shared_texts: OrderedDict[UUID, str] = OrderedDict()
-_texts_lock = threading.Lock()
-
-
-def shared_data_text(event_id: UUID, fetch: Callable[[], str]) -> str:
-    """A large payload's JSON text, fetched (``fetch()``) by the first of a process's readers
-    and kept for the others: the stores read a large payload's column only through here, so
-    six followers reading one 680 KB event make one Python string of it, not six."""
-    with _texts_lock:
-        text = _shared_texts.get(event_id)
-        if text is None:
-            text = _shared_texts[event_id] = fetch()
-            while len(_shared_texts) > SHARED_DECODE_KEPT:
-                _shared_texts.popitem(last=False)
-        else:
-            _shared_texts.move_to_end(event_id)
-    return text
-
-
-def _shared_loads(event_id: UUID, text: str) -> Any:
-    with _shared_lock:
-        decoded = _shared_decoded.get(event_id)
-        if decoded is None:
-            decoded = _shared_decoded[event_id] = orjson.loads(text)
-            while len(_shared_decoded) > SHARED_DECODE_KEPT:
-                _shared_decoded.popitem(last=False)
-        else:
-            _shared_decoded.move_to_end(event_id)
-    return _fresh(decoded)
 
 
 class RecordedEvent(NamedTuple):
@@ -269,7 +279,7 @@ class RecordedEvent(NamedTuple):
     def data(self) -> dict[str, Any]:
         if len(self.data_json) < SHARED_DECODE_FROM:
             return orjson.loads(self.data_json)
-        return _shared_loads(self.id, self.data_json)
+        return _fresh(_decoded.get(self.id, lambda: orjson.loads(self.data_json)))
 
     @property
     def metadata(self) -> dict[str, str]:

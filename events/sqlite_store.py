@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -32,7 +32,7 @@ from events.envelope import (
     RecordedEvent,
     chain,
     recorded_event,
-    shared_data_text,
+    with_large_payloads,
 )
 from events.errors import WrongExpectedVersion
 from events.store import ANY, NO_STREAM, AppendResult, FeedStatus, VerifyReport
@@ -72,7 +72,7 @@ SYNCHRONOUS = "FULL"
 
 
 # What readers select: a large payload is left out (NULL) and read once per process, through
-# ``shared_data_text``, however many of the process's followers read its event.
+# ``with_large_payloads``, however many of the process's followers read its event.
 READ_COLUMNS = COLUMNS.replace(
     " data,", f" CASE WHEN length(data) < {SHARED_DECODE_FROM} THEN data END,", 1
 )
@@ -84,15 +84,15 @@ def _row_to_event(row: tuple) -> RecordedEvent:
     )
 
 
-def _read_row_to_event(conn: sqlite3.Connection, row: tuple) -> RecordedEvent:
-    if row[7] is not None:
-        return _row_to_event(row)
-    event_id = UUID(bytes=row[3])
-    data = shared_data_text(
-        event_id,
-        lambda: conn.execute("SELECT data FROM events WHERE event_id = ?", (row[3],)).fetchone()[0],
-    )
-    return _row_to_event((*row[:7], data, *row[8:]))
+def _read(conn: sqlite3.Connection, rows: Iterable[tuple]) -> list[RecordedEvent]:
+    """Rows selected with ``READ_COLUMNS`` as events, their large payloads filled in."""
+
+    def fetch(event_id: UUID) -> str:
+        return conn.execute(
+            "SELECT data FROM events WHERE event_id = ?", (event_id.bytes,)
+        ).fetchone()[0]
+
+    return with_large_payloads([_row_to_event(r) for r in rows], fetch)
 
 
 class SQLiteEventStore:
@@ -272,7 +272,7 @@ class SQLiteEventStore:
             f"SELECT {READ_COLUMNS} FROM events WHERE stream = ? AND version >= ? ORDER BY version",
             (stream, from_version),
         ).fetchall()
-        events = [_read_row_to_event(conn, r) for r in rows]
+        events = _read(conn, rows)
         self._heads.saw(stream, events)
         return events
 
@@ -298,7 +298,7 @@ class SQLiteEventStore:
             "ORDER BY position LIMIT ?",
             params,
         ).fetchall()
-        return [_read_row_to_event(conn, r) for r in rows]
+        return _read(conn, rows)
 
     def head_position(self) -> int:
         row = self._conn().execute("SELECT max(position) FROM events").fetchone()
