@@ -21,8 +21,5 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def server(env: dict[str, str], tmp_path: Path) -> Iterator[Server]:
     """``magictoolbox run`` with the module's ``env``, stopped after the test."""
-    running = Server(env, tmp_path / "server.log")
-    try:
+    with Server(env, tmp_path / "server.log") as running:
         yield running
-    finally:
-        running.stop()

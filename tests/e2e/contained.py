@@ -38,6 +38,12 @@ class Server:
             )
         wait_healthy(self.url, self.process, log=log, timeout=60)
 
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     @property
     def pid(self) -> int:
         return self.process.pid

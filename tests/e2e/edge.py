@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+import pytest
+
 from tests.e2e.contained import client
 
 RATIO = 2.0
@@ -195,10 +197,16 @@ class Bystander:
             f"{len(self.failures)} failed; slowest: {where})"
         )
 
-    def check(self, minimum_reads: int = 30) -> None:
-        """Every read answered 200, and the p95 under attack is within twice the idle p95."""
+    def check(self, minimum_reads: int = 30, *, known: str | None = None) -> None:
+        """Every read answered 200, and the p95 under attack is within twice the idle p95.
+
+        ``known``: the ratio is known to go over at times (why, in the caller's comment), so
+        over it the test is an expected failure saying ``known``, not a failure; a failed or
+        missing read still fails it."""
         print(self.report())
         assert not self.failures, self.failures[:5]
         assert len(self.busy) >= minimum_reads, f"only {len(self.busy)} reads during the attack"
         idle, busy = p95(self.idle), p95(self.busy)
+        if busy > RATIO * idle and known is not None:
+            pytest.xfail(f"{known}: {NOTICED}: {self.report()}")
         assert busy <= RATIO * idle, f"{NOTICED}: {self.report()}"

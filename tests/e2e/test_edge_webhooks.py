@@ -7,9 +7,7 @@ worker's, tested in ``tests/services/webhooks/test_dispatcher.py`` against a DNS
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,15 +24,6 @@ PER_USER = 25  # the setting's default, which the cap test leaves as it is
 ATTEMPTS = 150  # the endpoints the script created
 
 
-@contextlib.contextmanager
-def serve(env: dict[str, str], tmp_path: Path) -> Iterator[Server]:
-    running = Server(env, tmp_path / "server.log")
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
 # A count (the sweep, whose SQL differs, runs on both backends).
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.timed
@@ -42,7 +31,7 @@ def test_a_user_scripting_endpoints_stops_at_the_cap_and_nobody_notices(
     tmp_path: Path, database_url: str
 ) -> None:
     env = server_env(tmp_path, database_url)
-    with serve(env, tmp_path) as server:
+    with Server(env, tmp_path / "server.log") as server:
         tokens = create_users(env, "mallory", "alice", "bystander")
         bystander = Bystander(server.url, tokens["bystander"])
         bystander.measure_idle()
@@ -87,7 +76,7 @@ def test_the_server_sweeps_delivered_messages_past_retention(
         WEBHOOKS_SCHEDULE="*/2 * * * * *",
     )
     try:
-        with serve(env, tmp_path) as server:
+        with Server(env, tmp_path / "server.log") as server:
             tokens = create_users(env, "alice")
             with client(server.url, tokens["alice"]) as api:
                 made = api.post(HOOKS, json={"url": receiver.url("/hooks")})

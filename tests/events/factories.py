@@ -20,6 +20,21 @@ def blob(container: str = "uploads", content: bytes = b"png bytes") -> BlobRef:
     )
 
 
+def hash_text_submitted(
+    text: str, owner: str = "7", execution_id: uuid.UUID | None = None
+) -> Submitted:
+    """The Submitted payload of a sync ``hash-text`` run of ``text``."""
+    return Submitted(
+        execution_id=execution_id or uuid.uuid4(),
+        tool="hash-text",
+        category="encoders",
+        tool_version="1",
+        mode="sync",
+        params={"text": text},
+        owner=owner,
+    )
+
+
 def execution_events(execution_id: uuid.UUID | None = None) -> tuple[str, list[NewEvent]]:
     """The four events of a typical async run: Submitted, Uploaded, Processing, Completed."""
     eid = execution_id or uuid.uuid4()

@@ -21,7 +21,7 @@ from events.errors import (
 )
 from events.opening import open_store
 from events.store import ANY, NO_STREAM, EventStore
-from tests.events.factories import execution_events, progress
+from tests.events.factories import execution_events, hash_text_submitted, progress
 
 
 def snapshot(store: EventStore) -> list[tuple]:
@@ -338,17 +338,7 @@ def test_a_large_payload_reads_back_exactly_and_is_decoded_once_for_all_readers(
     # stores read a large payload's column once per process and share the string.
     eid = uuid.uuid4()
     text = "é" * 340_000 + "😀 漢字"
-    big = new_event(
-        Submitted(
-            execution_id=eid,
-            tool="hash-text",
-            category="encoders",
-            tool_version="1",
-            mode="sync",
-            params={"text": text},
-            owner="7",
-        )
-    )
+    big = new_event(hash_text_submitted(text, execution_id=eid))
     small = new_event(Progress(percent=1, message="small"))
     stream = f"execution-{eid}"
     store.append(stream, [big, small], expected_version=NO_STREAM)

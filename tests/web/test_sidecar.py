@@ -62,9 +62,29 @@ def test_a_sidecar_runs_nicer_is_restarted_when_killed_and_ends_with_stop(monkey
     assert not alive(second)  # stopped with the web, not left behind
 
 
-def test_a_sidecar_dies_with_a_web_killed_without_a_word(tmp_path: Path) -> None:
-    web = textwrap.dedent(
-        """
+def child_after_parent_killed(parent_script: str, ready: str) -> int:
+    """Runs ``parent_script`` (it starts ``CHILD`` and prints the child's pid; the child prints
+    ``ready`` on the same stdout), SIGKILLs it once both lines came, and gives the child's pid."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(parent_script), *CHILD],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        lines = {parent.stdout.readline().strip(), parent.stdout.readline().strip()}
+        lines.discard(ready)
+        child = int(lines.pop())
+        assert alive(child)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+    return child
+
+
+def test_a_sidecar_dies_with_a_web_killed_without_a_word() -> None:
+    web = """
         import sys, time
         from web.sidecar import Sidecar
         sidecar = Sidecar("orphan-check", sys.argv[1:])
@@ -74,19 +94,8 @@ def test_a_sidecar_dies_with_a_web_killed_without_a_word(tmp_path: Path) -> None
         print(sidecar.pid, flush=True)
         time.sleep(120)
         """
-    )
-    parent = subprocess.Popen(
-        [sys.executable, "-c", web, *CHILD], cwd=ROOT, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert parent.stdout is not None
-        lines = {parent.stdout.readline().strip(), parent.stdout.readline().strip()}
-        lines.discard("ready")  # the child's (same stdout), once become_sidecar() has run
-        child = int(lines.pop())
-        assert alive(child)
-    finally:
-        parent.send_signal(signal.SIGKILL)
-        parent.wait(10)
+    # "ready" is the child's, once become_sidecar() has run
+    child = child_after_parent_killed(web, ready="ready")
     assert eventually(lambda: not alive(child), timeout=10), "the sidecar outlived the web"
 
 
@@ -95,25 +104,12 @@ def test_run_azures_children_die_with_it_when_it_is_killed_without_a_word() -> N
     # ``Child``ren in sessions of their own (its Ctrl-C is passed on in order). A caller that
     # gave up on its shutdown and SIGKILLed it left all three running (seen after the
     # benchmarks' smoke run); now the kernel ends them with it.
-    orchestrator = textwrap.dedent(
-        """
+    orchestrator = """
         import os, sys, time
         from web.core.children import Child
         child = Child("sleeper", sys.argv[1:], dict(os.environ), sys.stdout)
         print(child.process.pid, flush=True)
         time.sleep(120)
         """
-    )
-    parent = subprocess.Popen(
-        [sys.executable, "-c", orchestrator, *CHILD], cwd=ROOT, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert parent.stdout is not None
-        lines = {parent.stdout.readline().strip(), parent.stdout.readline().strip()}
-        lines.discard("sleeper | ready")
-        child = int(lines.pop())
-        assert alive(child)
-    finally:
-        parent.send_signal(signal.SIGKILL)
-        parent.wait(10)
+    child = child_after_parent_killed(orchestrator, ready="sleeper | ready")
     assert eventually(lambda: not alive(child), timeout=10), "run-azure's child outlived it"

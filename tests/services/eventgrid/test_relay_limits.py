@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 import pytest
 from azure.core.exceptions import HttpResponseError
 
-from events.catalog import Submitted
 from events.checkpoints import StoredCheckpoint
 from events.database import Database
 from events.envelope import (
@@ -41,6 +40,7 @@ from services.eventgrid.relay import (
     sent_size,
 )
 from services.eventgrid.relay_deadletters import StoredDeadLetters
+from tests.events.factories import hash_text_submitted
 from tests.services.eventgrid.conftest import Run
 from tests.services.eventgrid.receiver import Receiver
 from tests.services.eventgrid.support import KEY, make_config, publisher, subscription
@@ -53,15 +53,7 @@ FAST = Backoff(first=0.01, cap=0.05)
 
 def submitted(text: str, owner: str = "7", at: datetime | None = None) -> NewEvent:
     execution_id = uuid.uuid4()
-    payload = Submitted(
-        execution_id=execution_id,
-        tool="hash-text",
-        category="encoders",
-        tool_version="1",
-        mode="sync",
-        params={"text": text},
-        owner=owner,
-    )
+    payload = hash_text_submitted(text, owner, execution_id)
     subject = execution_subject("encoders", "hash-text", execution_id)
     return new_event(payload, subject=subject, time=at or datetime.now(UTC))
 
